@@ -1,0 +1,149 @@
+"""The canned-reply world of notebook 01 and a softmax policy that learns in it.
+
+The world is the seed lesson's: a "model" that answers any prompt with one of three
+canned replies, and a "reward model" that is a dictionary of scores. The policy is the
+smallest thing that can learn from those scores: one logit per reply, a softmax over
+them, and the REINFORCE update (Williams 1992) that notebook 01 derives:
+
+    grad_theta E_{a ~ pi}[r(a)] = E_{a ~ pi}[(r(a) - b) * grad_theta log pi(a)]
+
+where for a softmax policy ``grad_theta log pi(a) = onehot(a) - pi`` and ``b`` is any
+baseline that does not depend on ``a`` (it changes the variance, not the mean).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: The three canned replies of the seed lesson, in a fixed order (index = action).
+REPLIES: tuple[str, ...] = ("Great idea!", "Not sure about that.", "Interesting thought.")
+#: The seed lesson's reward dictionary.
+REWARDS: dict[str, float] = {"Great idea!": 10, "Not sure about that.": 5, "Interesting thought.": 7}
+
+
+def generate_response(prompt: str, rng: random.Random | None = None) -> str:
+    """The seed lesson's "model": ignore the prompt and pick a canned reply uniformly."""
+    return (rng or random).choice(REPLIES)
+
+
+def reward_model(response: str, rewards: dict[str, float] = REWARDS) -> float:
+    """The seed lesson's "reward model": look the reply up; unknown replies score 0."""
+    return rewards.get(response, 0)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable softmax over the last axis."""
+    z = np.asarray(logits, dtype=float)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def entropy(probs: np.ndarray) -> float:
+    """Shannon entropy in nats: log(3) = 1.10 for a uniform policy over three replies, 0 when collapsed."""
+    p = np.asarray(probs, dtype=float)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def expected_reward(probs: np.ndarray, rewards: dict[str, float] = REWARDS,
+                    replies: tuple[str, ...] = REPLIES) -> float:
+    """E_{a ~ pi}[r(a)] = sum_a pi(a) r(a). For the uniform policy and the seed rewards: 22/3."""
+    r = np.array([rewards[x] for x in replies], dtype=float)
+    return float(np.dot(probs, r))
+
+
+def grad_log_prob(logits: np.ndarray, action: int) -> np.ndarray:
+    """grad_theta log softmax(theta)[action] = onehot(action) - softmax(theta).  Shape: (n_replies,)."""
+    g = -softmax(logits)
+    g[action] += 1.0
+    return g
+
+
+@dataclass
+class ReinforceConfig:
+    """Settings of one REINFORCE run on the canned-reply bandit."""
+    steps: int = 150          # policy updates
+    batch_size: int = 8       # replies sampled per update (the gradient is their average)
+    lr: float = 0.05          # learning rate of plain gradient ascent on the logits
+    baseline: bool = False    # subtract a running mean of the reward (lower variance, same mean)
+    baseline_decay: float = 0.9  # weight of the old value in the running-mean baseline
+    seed: int = 0             # seed of the sampler: the same seed gives the same run
+
+
+@dataclass
+class History:
+    """What a run logs, one row per step (step 0 is the policy before any update)."""
+    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))   # (steps+1, n_replies)
+    expected_reward: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (steps+1,)
+    entropy: np.ndarray = field(default_factory=lambda: np.zeros(0))      # (steps+1,)
+    sample_reward: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (steps,) batch mean
+
+
+def reinforce(config: ReinforceConfig = ReinforceConfig(), rewards: dict[str, float] = REWARDS,
+              replies: tuple[str, ...] = REPLIES, logits: np.ndarray | None = None) -> History:
+    """Train a softmax policy over ``replies`` with REINFORCE; start uniform unless ``logits`` given.
+
+    Each step samples ``batch_size`` replies, scores them with ``rewards`` and moves the
+    logits by ``lr * mean[(r - b) * (onehot(a) - pi)]``.
+    """
+    if config.steps < 0 or config.batch_size < 1 or config.lr <= 0:
+        raise ValueError(f"need steps >= 0, batch_size >= 1 and lr > 0, got {config}")
+    missing = [x for x in replies if x not in rewards]
+    if missing:
+        raise KeyError(f"no reward for replies {missing}; rewards has {sorted(rewards)}")
+    rng = np.random.default_rng(config.seed)
+    theta = np.zeros(len(replies)) if logits is None else np.array(logits, dtype=float)
+    r_table = np.array([rewards[x] for x in replies], dtype=float)
+    baseline = 0.0
+    probs, exp_r, ent, sample_r = [], [], [], []
+    for step in range(config.steps + 1):
+        pi = softmax(theta)
+        probs.append(pi)
+        exp_r.append(float(pi @ r_table))
+        ent.append(entropy(pi))
+        if step == config.steps:
+            break
+        actions = rng.choice(len(replies), size=config.batch_size, p=pi)
+        r = r_table[actions]
+        if config.baseline:
+            # a running mean of the rewards seen so far (on the very first step there is no
+            # past yet, so it starts from that batch's mean)
+            baseline = r.mean() if step == 0 else baseline
+        advantage = r - (baseline if config.baseline else 0.0)
+        onehots = np.eye(len(replies))[actions]
+        grad = (advantage[:, None] * (onehots - pi)).mean(axis=0)
+        theta = theta + config.lr * grad
+        sample_r.append(float(r.mean()))
+        if config.baseline:
+            baseline = config.baseline_decay * baseline + (1 - config.baseline_decay) * r.mean()
+    return History(np.array(probs), np.array(exp_r), np.array(ent), np.array(sample_r))
+
+
+def gradient_variance(logits: np.ndarray, baseline: float | None, n_samples: int = 20_000,
+                      rewards: dict[str, float] = REWARDS, replies: tuple[str, ...] = REPLIES,
+                      seed: int = 0) -> tuple[np.ndarray, float]:
+    """Mean and total variance of the one-sample REINFORCE gradient at ``logits``.
+
+    Draws ``n_samples`` replies, forms ``(r(a) - b) * grad log pi(a)`` for each and returns
+    ``(mean, variance)``: mean has shape (n_replies,) and estimates the true gradient;
+    variance is the trace of the covariance (the sum of per-logit variances), the number a
+    baseline lowers. ``baseline=None`` means no baseline (b = 0).
+    """
+    rng = np.random.default_rng(seed)
+    pi = softmax(logits)
+    r_table = np.array([rewards[x] for x in replies], dtype=float)
+    actions = rng.choice(len(replies), size=n_samples, p=pi)
+    b = 0.0 if baseline is None else baseline
+    g = (r_table[actions] - b)[:, None] * (np.eye(len(replies))[actions] - pi)
+    return g.mean(axis=0), float(g.var(axis=0).sum())
+
+
+def exact_gradient(logits: np.ndarray, rewards: dict[str, float] = REWARDS,
+                   replies: tuple[str, ...] = REPLIES) -> np.ndarray:
+    """The true policy gradient sum_a pi(a) r(a) (onehot(a) - pi), computed exactly.  Shape: (n_replies,)."""
+    pi = softmax(logits)
+    r_table = np.array([rewards[x] for x in replies], dtype=float)
+    return pi * (r_table - pi @ r_table)
