@@ -97,6 +97,7 @@ def reinforce(config: ReinforceConfig = ReinforceConfig(), rewards: dict[str, fl
     rng = np.random.default_rng(config.seed)
     theta = np.zeros(len(replies)) if logits is None else np.array(logits, dtype=float)
     r_table = np.array([rewards[x] for x in replies], dtype=float)
+    eye = np.eye(len(replies))
     baseline = 0.0
     probs, exp_r, ent, sample_r = [], [], [], []
     for step in range(config.steps + 1):
@@ -106,20 +107,25 @@ def reinforce(config: ReinforceConfig = ReinforceConfig(), rewards: dict[str, fl
         ent.append(entropy(pi))
         if step == config.steps:
             break
-        actions = rng.choice(len(replies), size=config.batch_size, p=pi)
+        actions = _sample(rng, pi, config.batch_size)
         r = r_table[actions]
         if config.baseline:
             # a running mean of the rewards seen so far (on the very first step there is no
             # past yet, so it starts from that batch's mean)
             baseline = r.mean() if step == 0 else baseline
         advantage = r - (baseline if config.baseline else 0.0)
-        onehots = np.eye(len(replies))[actions]
-        grad = (advantage[:, None] * (onehots - pi)).mean(axis=0)
+        grad = (advantage[:, None] * (eye[actions] - pi)).mean(axis=0)
         theta = theta + config.lr * grad
         sample_r.append(float(r.mean()))
         if config.baseline:
             baseline = config.baseline_decay * baseline + (1 - config.baseline_decay) * r.mean()
     return History(np.array(probs), np.array(exp_r), np.array(ent), np.array(sample_r))
+
+
+def _sample(rng: np.random.Generator, probs: np.ndarray, n: int) -> np.ndarray:
+    """n draws from a categorical distribution (inverse CDF; faster than ``rng.choice(p=...)``)."""
+    cdf = np.cumsum(probs)
+    return np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(probs) - 1)
 
 
 def gradient_variance(logits: np.ndarray, baseline: float | None, n_samples: int = 20_000,
@@ -135,7 +141,7 @@ def gradient_variance(logits: np.ndarray, baseline: float | None, n_samples: int
     rng = np.random.default_rng(seed)
     pi = softmax(logits)
     r_table = np.array([rewards[x] for x in replies], dtype=float)
-    actions = rng.choice(len(replies), size=n_samples, p=pi)
+    actions = _sample(rng, pi, n_samples)
     b = 0.0 if baseline is None else baseline
     g = (r_table[actions] - b)[:, None] * (np.eye(len(replies))[actions] - pi)
     return g.mean(axis=0), float(g.var(axis=0).sum())
@@ -147,3 +153,17 @@ def exact_gradient(logits: np.ndarray, rewards: dict[str, float] = REWARDS,
     pi = softmax(logits)
     r_table = np.array([rewards[x] for x in replies], dtype=float)
     return pi * (r_table - pi @ r_table)
+
+
+def kl_regularized_optimum(beta: float, rewards: dict[str, float] = REWARDS, replies: tuple[str, ...] = REPLIES,
+                           ref_probs: np.ndarray | None = None) -> np.ndarray:
+    """The policy that maximises E_pi[r] - beta * KL(pi || pi_ref): pi*(a) = pi_ref(a) exp(r(a)/beta) / Z.
+
+    The closed form behind RLHF's KL-regularised objective (Eq. 4 of Rafailov et al. 2023,
+    https://arxiv.org/abs/2305.18290). ``ref_probs`` defaults to uniform.  Shape: (n_replies,).
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be > 0 (beta -> 0 is the collapsed policy), got {beta}")
+    r = np.array([rewards[x] for x in replies], dtype=float)
+    ref = np.full(len(replies), 1 / len(replies)) if ref_probs is None else np.asarray(ref_probs, dtype=float)
+    return softmax(np.log(ref) + r / beta)

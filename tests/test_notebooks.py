@@ -1,0 +1,97 @@
+"""The notebook harness: hygiene of every notebook, a papermill run with non-default parameters,
+and proof that a notebook which raises fails the test command.
+
+nbval executes every notebook with its default parameters (``--nbval-lax`` in pyproject.toml);
+the papermill runs here use another seed. New notebooks are picked up by the glob.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from rlhf_lab import course
+
+COURSE = course.course_notebooks()
+SOLUTIONS = course.solution_notebooks()
+
+
+def test_there_are_notebooks():
+    assert COURSE, "no notebooks/NN_*.ipynb found"
+    assert COURSE[0].name == "01_reward_as_a_signal.ipynb"
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
+def test_course_notebook_hygiene(path):
+    assert course.check_notebook(path) == []
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_notebook_hygiene(path):
+    assert course.check_notebook(path, course=False) == []
+
+
+def test_generated_cells_are_up_to_date(tmp_path):
+    """`course fix` is idempotent and has been run: fixing a copy changes nothing."""
+    import shutil
+
+    for path in COURSE:
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        order = [copy if p == path else p for p in COURSE]
+        assert not course.fix_notebook(copy, order), f"{path.name}: run `python -m rlhf_lab.course fix`"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
+def test_notebook_runs_with_another_seed(path, tmp_path):
+    result = course.run_notebook(path, tmp_path, {"seed": 1})
+    assert result.ok, f"{path.name} failed with seed=1: {result.error}"
+
+
+def _bad_notebook(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise RuntimeError('this notebook is broken on purpose')"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_notebook_that_raises_fails_the_test_command(tmp_path):
+    path = _bad_notebook(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+                           "--rootdir", str(tmp_path), str(path)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0, proc.stdout
+    assert "broken on purpose" in proc.stdout
+    result = course.run_notebook(path, tmp_path / "out", {})
+    assert not result.ok and "broken on purpose" in result.error
+
+
+def test_hygiene_check_catches_outputs_and_missing_parts(tmp_path):
+    nb = nbformat.read(COURSE[0], as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+    code[-1].outputs = [nbformat.v4.new_output("stream", text="left over")]
+    nb.cells = [c for c in nb.cells if "parameters" not in c.metadata.get("tags", [])]
+    path = tmp_path / COURSE[0].name
+    nbformat.write(nb, path)
+    problems = "\n".join(course.check_notebook(path))
+    assert "outputs" in problems and "parameters" in problems
+
+
+def test_readme_lists_every_notebook_with_its_colab_badge():
+    readme = (course.REPO_ROOT / "README.md").read_text()
+    for path in COURSE:
+        assert f"(notebooks/{path.name})" in readme, f"README does not link {path.name}"
+        assert f"blob/main/notebooks/{path.name})" in readme, f"README has no Colab badge for {path.name}"
+    assert "bash scripts/course.sh" in readme and "bash scripts/test.sh" in readme
+
+
+def test_ci_calls_the_readme_test_command():
+    ci = (course.REPO_ROOT / ".ci" / "run").read_text()
+    assert "bash scripts/test.sh" in ci
