@@ -1,0 +1,367 @@
+"""Preference records and a JSONL file that never loses a click.
+
+A *preference record* says: for this ``prompt``, the rater preferred ``chosen`` over
+``rejected``. One record is one JSON object on one line of a ``.jsonl`` file::
+
+    {"prompt": "...", "chosen": "...", "rejected": "...", "rater": "ana",
+     "time": "2025-01-01T12:00:00.000+00:00", "tie": false, "source": null}
+
+The keys ``prompt`` / ``chosen`` / ``rejected`` are exactly TRL's standard preference
+format (what ``DPOTrainer``, ``RewardTrainer`` and ``datasets.Dataset.from_list`` read),
+so the file *is* a TRL dataset; the other keys are metadata. A *tie* (``"tie": true``)
+keeps the two responses in the order they were shown: ``chosen`` = A, ``rejected`` = B.
+A *score record* (``ScoreRecord``) holds one 1-5 score of one response instead.
+
+How the files are kept safe (notebook 02's rating widget writes them click by click):
+
+* ``PreferenceStore.append`` writes one line and calls ``os.fsync``: once it returns, the
+  click is on disk, even if the kernel dies right after. Appends never rewrite the file.
+* If a crash left a half-written last line, the next append starts on a fresh line, so the
+  new record is never glued onto the broken one.
+* ``undo_last`` rewrites the file through a temporary file in the same folder and
+  ``os.replace``, so the file is either the old one or the new one, never half of each.
+
+How reading treats odd input (``read_preferences`` / ``read_scores``):
+
+* blank lines are skipped; an empty file gives ``[]``; a missing file raises
+  ``FileNotFoundError`` saying where it looked;
+* a line that is not JSON, not an object, misses a field or has a wrong type raises
+  ``PreferenceFileError`` whose message reads ``path:line: what is wrong``. With
+  ``strict=False`` each such problem becomes a warning instead and every valid record
+  is still returned. A broken *last* line is reported as a truncated write (a crash);
+* unknown extra keys are ignored; a missing ``rater`` reads as ``"unknown"`` and a
+  missing ``time`` as ``""`` (unknown), so files from elsewhere load;
+* duplicates are kept as they are (a rater who clicked the same pair twice said so twice);
+  ``deduplicate`` removes them when you want to. Ties are kept with ``tie=True``;
+  ``to_trl`` leaves them out unless ``include_ties=True``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence, TypeVar
+
+
+def utc_now() -> str:
+    """The current time as ISO-8601 UTC with milliseconds, e.g. ``2025-01-01T12:00:00.000+00:00``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class DataFileError(ValueError):
+    """A bad line in one of the course's data files. ``str(err)`` reads ``path:line: message``."""
+
+    def __init__(self, path: str | os.PathLike, line_no: int, message: str):
+        self.path, self.line_no, self.message = str(path), line_no, message
+        super().__init__(f"{self.path}:{line_no}: {message}")
+
+
+class PreferenceFileError(DataFileError):
+    """A bad line in a preference or score file."""
+
+
+class PreferenceFileWarning(UserWarning):
+    """A bad line skipped by ``read_preferences(..., strict=False)`` (or ``read_scores``)."""
+
+
+def _check_fields(d: Any, types: dict[str, tuple[type, ...]], required: Sequence[str]) -> None:
+    """Raise ValueError naming the first missing field or field of the wrong type."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+    for name in required:
+        if name not in d:
+            raise ValueError(f"missing field {name!r}")
+    for name, allowed in types.items():
+        if name in d and not isinstance(d[name], allowed):
+            want = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise ValueError(f"field {name!r} must be {want}, got {type(d[name]).__name__}: {d[name]!r:.60}")
+
+
+@dataclass
+class PreferenceRecord:
+    """One pairwise judgement: for ``prompt``, ``chosen`` was preferred over ``rejected``."""
+    prompt: str                      # the user message both responses answer
+    chosen: str                      # the preferred response (for a tie: response A as shown)
+    rejected: str                    # the other response (for a tie: response B as shown)
+    rater: str = "simulated"         # who judged: a person's name, or "simulated"
+    time: str = field(default_factory=utc_now)  # ISO-8601 UTC time of the click
+    tie: bool = False                # True when the rater found A and B equally good
+    source: str | None = None        # optional: where the pair came from (e.g. "candidates", "policy step 40")
+
+    TYPES = {"prompt": (str,), "chosen": (str,), "rejected": (str,), "rater": (str,),
+             "time": (str,), "tie": (bool,), "source": (str, type(None))}
+    REQUIRED = ("prompt", "chosen", "rejected")
+
+    def __post_init__(self) -> None:
+        _check_fields(asdict(self), self.TYPES, self.REQUIRED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict (the line written to the file)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PreferenceRecord":
+        """Build a record from a dict; ValueError names a missing or mistyped field.
+
+        Unknown keys are ignored; a missing ``rater`` becomes ``"unknown"`` and a missing
+        ``time`` becomes ``""``.
+        """
+        _check_fields(d, cls.TYPES, cls.REQUIRED)
+        names = {f.name for f in fields(cls)}
+        kwargs = {"rater": "unknown", "time": ""} | {k: v for k, v in d.items() if k in names}
+        return cls(**kwargs)
+
+
+@dataclass
+class ScoreRecord:
+    """One absolute judgement: ``response`` to ``prompt`` got ``score`` from 1 (bad) to 5 (great)."""
+    prompt: str                      # the user message
+    response: str                    # the response that was scored
+    score: int                       # 1..5
+    rater: str = "simulated"         # who scored it
+    time: str = field(default_factory=utc_now)  # ISO-8601 UTC time of the click
+    source: str | None = None        # optional: where the response came from
+
+    TYPES = {"prompt": (str,), "response": (str,), "score": (int,), "rater": (str,),
+             "time": (str,), "source": (str, type(None))}
+    REQUIRED = ("prompt", "response", "score")
+
+    def __post_init__(self) -> None:
+        _check_fields(asdict(self), self.TYPES, self.REQUIRED)
+        if isinstance(self.score, bool) or not 1 <= self.score <= 5:
+            raise ValueError(f"field 'score' must be an integer from 1 to 5, got {self.score!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict (the line written to the file)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ScoreRecord":
+        """Build a record from a dict (same rules as ``PreferenceRecord.from_dict``)."""
+        _check_fields(d, cls.TYPES, cls.REQUIRED)
+        names = {f.name for f in fields(cls)}
+        kwargs = {"rater": "unknown", "time": ""} | {k: v for k, v in d.items() if k in names}
+        return cls(**kwargs)
+
+
+R = TypeVar("R", PreferenceRecord, ScoreRecord)
+
+
+# ----------------------------------------------------------------------------- reading
+def _read_records(path: str | os.PathLike, record_type: type[R], strict: bool) -> list[R]:
+    """Parse a JSONL file of ``record_type``; see the module docstring for the rules."""
+    p = Path(path)
+    if not p.exists():
+        kind = "preference" if record_type is PreferenceRecord else "score"
+        raise FileNotFoundError(f"{path}: no {kind} file here (absolute: {p.resolve()}). "
+                                "Rate a few pairs first (notebook 02) or check the path.")
+    raw = p.read_bytes()
+    lines = raw.split(b"\n")
+    ends_cleanly = raw.endswith(b"\n") or not raw
+    last_no = max((i for i, line in enumerate(lines, 1) if line.strip()), default=0)
+    records: list[R] = []
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            try:
+                obj = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            except json.JSONDecodeError as e:
+                if line_no == last_no and not ends_cleanly:
+                    raise ValueError("last line is incomplete: a write was cut off (crash or kernel "
+                                     "restart while saving?). Use strict=False to skip it, or delete "
+                                     "the line") from None
+                raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
+            records.append(record_type.from_dict(obj))
+        except (ValueError, TypeError) as e:
+            err = PreferenceFileError(path, line_no, str(e))
+            if strict:
+                raise err from None
+            warnings.warn(f"skipped {err}", PreferenceFileWarning, stacklevel=3)
+    return records
+
+
+def read_preferences(path: str | os.PathLike, *, strict: bool = True) -> list[PreferenceRecord]:
+    """Read a preference JSONL file. ``strict=False`` warns about bad lines and skips them."""
+    return _read_records(path, PreferenceRecord, strict)
+
+
+def read_scores(path: str | os.PathLike, *, strict: bool = True) -> list[ScoreRecord]:
+    """Read a score JSONL file. ``strict=False`` warns about bad lines and skips them."""
+    return _read_records(path, ScoreRecord, strict)
+
+
+# ----------------------------------------------------------------------------- writing
+def _fsync_dir(folder: Path) -> None:
+    """Make a new or renamed directory entry durable (a no-op where the OS does not allow it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temp file in the same folder, fsync, ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes the file owner-only; keep the old file's mode, or what the umask gives a new file
+        if path.exists():
+            mode = path.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+class PreferenceStore:
+    """An append-only JSONL file of ``PreferenceRecord`` (``ScoreStore``: of ``ScoreRecord``).
+
+    >>> store = PreferenceStore(ARTIFACTS / "ratings.jsonl")
+    >>> store.append(PreferenceRecord("Hi?", "Hello! Happy to help.", "Whatever.", rater="ana"))
+    >>> len(store), store.undo_last()
+    """
+    record_type: type = PreferenceRecord
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def append(self, record: PreferenceRecord | ScoreRecord) -> None:
+        """Write one record as one line and fsync: on disk when this returns (parent dirs created)."""
+        if not isinstance(record, self.record_type):
+            raise TypeError(f"{type(self).__name__} stores {self.record_type.__name__}, "
+                            f"got {type(record).__name__}")
+        line = json.dumps(record.to_dict(), ensure_ascii=False).encode("utf-8") + b"\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        is_new = not self.path.exists()
+        with open(self.path, "a+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":   # a crash left a half line: start a fresh one
+                    line = b"\n" + line
+            f.write(line)                # "a" mode: always written at the end
+            f.flush()
+            os.fsync(f.fileno())
+        if is_new:
+            _fsync_dir(self.path.parent)
+
+    def records(self, strict: bool = False) -> list:
+        """All records in file order ([] when the file does not exist yet); bad lines warn and are skipped."""
+        if not self.path.exists():
+            return []
+        return _read_records(self.path, self.record_type, strict)
+
+    def __len__(self) -> int:
+        return len(self.records())
+
+    def undo_last(self) -> PreferenceRecord | ScoreRecord | None:
+        """Remove the last record and return it (None if there is none). Atomic: temp file + os.replace.
+
+        Lines before it are kept byte for byte. If the last line is broken (a crash mid-write)
+        it is removed too and the method moves on to the last valid record.
+        """
+        if not self.path.exists():
+            return None
+        lines = self.path.read_bytes().split(b"\n")
+        while lines:
+            line = lines.pop()
+            if not line.strip():
+                continue
+            try:
+                record = self.record_type.from_dict(json.loads(line.decode("utf-8")))
+            except (ValueError, TypeError):  # a broken line: drop it and keep looking
+                warnings.warn(f"{self.path}: removed a broken line while undoing", PreferenceFileWarning)
+                continue
+            kept = b"\n".join(lines).rstrip(b"\n")
+            _atomic_write(self.path, kept + b"\n" if kept else b"")
+            return record
+        _atomic_write(self.path, b"")
+        return None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class ScoreStore(PreferenceStore):
+    """An append-only JSONL file of ``ScoreRecord`` (1-5 scores); same guarantees as ``PreferenceStore``."""
+    record_type = ScoreRecord
+
+
+# ----------------------------------------------------------------------------- helpers
+def _pair_key(r: PreferenceRecord) -> tuple:
+    """Records with the same key are duplicates; a tie's A/B order does not matter."""
+    pair = tuple(sorted((r.chosen, r.rejected))) if r.tie else (r.chosen, r.rejected)
+    return (r.prompt, *pair, r.rater, r.tie)
+
+
+def deduplicate(records: Iterable[PreferenceRecord]) -> list[PreferenceRecord]:
+    """Keep the first of records with the same prompt, chosen, rejected, rater and tie flag.
+
+    The same pair judged both ways (A>B and B>A) is *not* a duplicate: that is rater noise,
+    and a reward model should see both.
+    """
+    seen: set[tuple] = set()
+    out = []
+    for r in records:
+        key = _pair_key(r)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def to_trl(records: Iterable[PreferenceRecord], include_ties: bool = False,
+           metadata: bool = True) -> list[dict[str, Any]]:
+    """Records as TRL's standard preference rows ``{"prompt", "chosen", "rejected", ...}``.
+
+    Ready for ``datasets.Dataset.from_list`` and TRL's ``DPOTrainer`` / ``RewardTrainer``.
+    Ties are left out unless ``include_ties`` (a trainer would read a tie as A preferred).
+    ``metadata=True`` adds ``rater``, ``time``, ``tie``, ``source`` so ``from_trl`` restores
+    the records exactly; ``metadata=False`` gives the three TRL keys only.
+    """
+    rows = []
+    for r in records:
+        if r.tie and not include_ties:
+            continue
+        rows.append(r.to_dict() if metadata else {"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected})
+    return rows
+
+
+def from_trl(rows: Iterable[dict[str, Any]]) -> list[PreferenceRecord]:
+    """TRL preference rows back to records (the inverse of ``to_trl(records, include_ties=True)``)."""
+    return [PreferenceRecord.from_dict(dict(row)) for row in rows]
+
+
+def write_trl_jsonl(path: str | os.PathLike, records: Iterable[PreferenceRecord],
+                    include_ties: bool = False, metadata: bool = True) -> Path:
+    """Write ``to_trl(records, ...)`` as JSONL atomically (all or nothing); returns the path.
+
+    The file reads back with ``read_preferences`` or ``datasets.load_dataset("json", data_files=...)``.
+    """
+    rows = to_trl(records, include_ties=include_ties, metadata=metadata)
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    _atomic_write(Path(path), data)
+    return Path(path)
