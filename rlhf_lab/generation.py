@@ -1,0 +1,263 @@
+"""Batched sampling with per-token log-probabilities, and the log-probability of given responses.
+
+Every RLHF method in the course needs the same two numbers for a response y to a prompt x:
+
+    log pi(y | x) = sum_t log pi(y_t | x, y_<t)          (one term per response token)
+
+:func:`sample` draws responses and returns those per-token terms under the sampling policy;
+:func:`response_logprobs` recomputes them for any model (the reference model, the policy after an
+update, DPO's chosen/rejected pairs), with gradients when the model has them.
+
+Tensors follow one layout (B = batch, P = prompt length, T = response length):
+
+    prompt_ids, prompt_mask        (B, P)  LEFT-padded, so every prompt ends at column P-1
+    response_ids, response_mask    (B, T)  RIGHT-padded; mask is 1 on real tokens including EOS
+
+Because prompts are left-padded, a token's position is not its column: position ids come from
+the attention mask (``cumsum(mask) - 1``), so a prompt starts at position 0 whatever its padding.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, fields
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_lab.models import tokenize_prompts, tokenize_responses
+
+
+@dataclass
+class Batch:
+    """Prompts and responses as padded token tensors (see the module docstring for the layout)."""
+    prompt_ids: torch.Tensor      # (B, P) long, left-padded with the pad token
+    prompt_mask: torch.Tensor     # (B, P) long, 1 on real prompt tokens
+    response_ids: torch.Tensor    # (B, T) long, right-padded with the pad token after EOS
+    response_mask: torch.Tensor   # (B, T) long, 1 on real response tokens including EOS
+
+    def to(self, device: str | torch.device) -> "Batch":
+        """A copy with every tensor moved to ``device`` (other fields unchanged)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return type(self)(**{k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()})
+
+    def __len__(self) -> int:
+        return self.prompt_ids.shape[0]
+
+
+@dataclass
+class Samples(Batch):
+    """What :func:`sample` returns: the batch tensors, the decoded texts and the sampling log-probs."""
+    texts: list[str]              # B decoded responses (without the format's leading space and EOS)
+    logprobs: torch.Tensor        # (B, T) float, log pi(y_t | x, y_<t) at temperature 1; 0 where mask is 0
+
+
+@dataclass
+class SampleConfig:
+    """How :func:`sample` draws tokens."""
+    max_new_tokens: int = 40      # response length cap; a response that hits it has no EOS
+    temperature: float = 1.0      # divides the logits before sampling; 0 means greedy (argmax)
+    top_k: int = 0                # keep only the k most likely tokens before sampling; 0 = all
+    top_p: float = 1.0            # nucleus sampling: smallest set of tokens with this much mass; 1 = all
+
+
+# ---------------------------------------------------------------------------- tokenizing
+def pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack token lists into (B, L) ids and mask, padding on the left."""
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack token lists into (B, L) ids and mask, padding on the right."""
+    width = max((len(s) for s in seqs), default=0)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return ids, mask
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Format (``models.format_prompt``), tokenize and left-pad prompts: (B, P) ids and mask."""
+    return pad_left(tokenize_prompts(tokenizer, prompts), _pad_id(tokenizer))
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, prompts: list[str], responses: list[str]) -> Batch:
+    """Turn prompt and response texts into a :class:`Batch`; each response gets EOS appended.
+
+    Use it to score given responses (``response_logprobs``), e.g. DPO's chosen and rejected replies.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"encode got {len(prompts)} prompts but {len(responses)} responses")
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
+    response_ids, response_mask = pad_right(tokenize_responses(tokenizer, responses), _pad_id(tokenizer))
+    return Batch(prompt_ids, prompt_mask, response_ids, response_mask)
+
+
+def decode_responses(tokenizer: PreTrainedTokenizerBase, response_ids: torch.Tensor,
+                     response_mask: torch.Tensor) -> list[str]:
+    """Texts of (B, T) response tokens: masked tokens and special tokens (EOS) dropped, spaces stripped."""
+    rows = [ids[mask.bool()].tolist() for ids, mask in zip(response_ids, response_mask)]
+    return [t.strip() for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+
+# ---------------------------------------------------------------------------- log-probs
+def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Position of each token among the real tokens of its row: (B, L) mask -> (B, L) long, 0 on left padding."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[token] per position. logits (B, T, V), tokens (B, T) -> (B, T) float32.
+
+    Computed as ``logit[token] - logsumexp(logits)`` so no second (B, T, V) tensor is made
+    (this matters for hub models with 50k-150k token vocabularies).
+    """
+    logits = logits.float()
+    return logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def response_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                      response_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Per-token log pi(y_t | x, y_<t) of given responses under ``model`` (temperature 1).
+
+    prompt_ids, prompt_mask: (B, P), left-padded. response_ids, response_mask: (B, T), right-padded.
+    Returns (B, T) float32, 0 where ``response_mask`` is 0. One forward pass over prompt + response;
+    gradients flow when the model's parameters require them (wrap in ``torch.no_grad()`` otherwise).
+    """
+    _check_length(model, prompt_ids.shape[1] + response_ids.shape[1])
+    input_ids = torch.cat([prompt_ids, response_ids], dim=1)
+    attention_mask = torch.cat([prompt_mask, response_mask], dim=1)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=position_ids_from_mask(attention_mask), use_cache=False).logits
+    P, T = prompt_ids.shape[1], response_ids.shape[1]
+    # The logits at column j predict the token at column j + 1: response token t is predicted at P - 1 + t.
+    logprobs = token_logprobs(logits[:, P - 1:P - 1 + T], response_ids)
+    return logprobs * response_mask.to(logprobs.dtype)
+
+
+def sequence_logprob(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                     response_ids: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """log pi(y | x) = sum over response tokens of :func:`response_logprobs`. Shape: (B,)."""
+    return response_logprobs(model, prompt_ids, prompt_mask, response_ids, response_mask).sum(-1)
+
+
+# ---------------------------------------------------------------------------- sampling
+@torch.no_grad()
+def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+           config: SampleConfig | None = None, generator: torch.Generator | None = None) -> Samples:
+    """Sample one response per prompt text, in one batch, with a hand-written loop and a KV cache.
+
+    Prompts are formatted with ``models.format_prompt`` and left-padded. Each row stops at its own
+    EOS: the EOS is kept (mask 1), every later column is the pad token with mask 0 and log-prob 0.
+    The loop ends when all rows have ended or after ``config.max_new_tokens``. The model runs in
+    eval mode (no dropout) during sampling and is put back in the mode it was in.
+
+    ``logprobs`` are log-probs of the sampled tokens under the UNMODIFIED policy: log_softmax of the
+    raw logits, temperature 1, no top-k/top-p truncation; i.e. exactly what ``response_logprobs``
+    returns for the same tokens. (Temperature, top-k and top-p change only which tokens are drawn.)
+    RL treats these as log pi_old(y_t | ...). With the default config they are the sampling log-probs.
+
+    Shapes: prompt_ids/prompt_mask (B, P); response_ids/response_mask/logprobs (B, T) with
+    T <= max_new_tokens (the longest response, EOS included). ``generator`` (a ``torch.Generator``
+    on the model's device) makes the draw reproducible; None uses torch's global generator.
+
+    Why a loop and not ``model.generate``: generate cannot take a generator and does not return
+    unmodified log-probs; and on the tiny policy the loop is faster (2 CPU cores, 64 prompts x 40
+    new tokens: 1.4 s against 2.6 s for ``generate(do_sample=True)``, which needs a second pass for
+    the log-probs on top).
+    """
+    config = config or SampleConfig()
+    was_training = model.training
+    model.eval()  # no dropout while sampling, so the log-probs are those of the policy itself
+    try:
+        return _sample(model, tokenizer, prompts, config, generator)
+    finally:
+        model.train(was_training)
+
+
+def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+            config: SampleConfig, generator: torch.Generator | None) -> Samples:
+    device = model.device
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
+    prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+    B, P = prompt_ids.shape
+    _check_length(model, P + config.max_new_tokens)
+    pad_id, eos_id = _pad_id(tokenizer), tokenizer.eos_token_id
+
+    tokens, masks, logps = [], [], []
+    alive = torch.ones(B, dtype=torch.bool, device=device)      # rows that have not emitted EOS yet
+    attention_mask = prompt_mask
+    input_ids, position_ids = prompt_ids, position_ids_from_mask(prompt_mask)
+    cache_kw = _cache_argument(model)
+    past = None
+    for _ in range(config.max_new_tokens):
+        out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                    use_cache=True, **{cache_kw: past})
+        past = getattr(out, cache_kw)                           # keys and values of every token so far
+        logits = out.logits[:, -1].float()                      # (B, V) next-token logits
+        next_token = _draw(logits, config, generator)           # (B,)
+        next_token = torch.where(alive, next_token, torch.full_like(next_token, pad_id))
+        logp = token_logprobs(logits.unsqueeze(1), next_token.unsqueeze(1)).squeeze(1)
+        tokens.append(next_token)
+        masks.append(alive.long())
+        logps.append(torch.where(alive, logp, torch.zeros_like(logp)))
+        alive = alive & (next_token != eos_id)
+        if not alive.any():
+            break
+        attention_mask = torch.cat([attention_mask, masks[-1].unsqueeze(1)], dim=1)
+        input_ids = next_token.unsqueeze(1)
+        position_ids = position_ids[:, -1:] + 1
+
+    response_ids = torch.stack(tokens, dim=1) if tokens else prompt_ids.new_zeros((B, 0))
+    response_mask = torch.stack(masks, dim=1) if masks else prompt_mask.new_zeros((B, 0))
+    logprobs = torch.stack(logps, dim=1) if logps else torch.zeros((B, 0), device=device)
+    texts = decode_responses(tokenizer, response_ids.cpu(), response_mask.cpu())
+    return Samples(prompt_ids, prompt_mask, response_ids, response_mask, texts=texts, logprobs=logprobs)
+
+
+def _draw(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row from (B, V) logits, after temperature, top-k and top-p. Returns (B,) long."""
+    if config.temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {config.temperature}")
+    if config.temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / config.temperature
+    if config.top_k > 0:
+        kth = torch.topk(logits, min(config.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token when the mass of the tokens before it already reaches top_p (keeps at least one).
+        drop_sorted = (probs.cumsum(-1) - probs) >= config.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+
+
+def _cache_argument(model: PreTrainedModel) -> str:
+    """Name of the KV-cache argument and output: ``cache`` in transformers >= 5.x, ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an eos token")
+    return pad
+
+
+def _check_length(model: PreTrainedModel, length: int) -> None:
+    """Clear error instead of an index error deep inside the model when a sequence is too long."""
+    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and length > limit:
+        raise ValueError(f"prompt + response is {length} tokens but {type(model).__name__} has only {limit} "
+                         "positions: shorten the prompts or lower max_new_tokens")

@@ -1,0 +1,230 @@
+"""The tiny policy: its tokenizer, its chat format, and how to build, save and load it.
+
+The course's language model is a real ``transformers`` GPT-2 (``GPT2LMHeadModel``), only
+small: about 2 M parameters, pretrained in a few CPU minutes by ``python -m rlhf_lab.pretrain``
+and shipped in ``data/tiny-policy``. Because it is an ordinary ``save_pretrained`` directory,
+the one function that loads it, :func:`load_policy`, also loads any hub model ("gpt2",
+"HuggingFaceTB/SmolLM2-135M-Instruct"): the name goes straight to ``from_pretrained``.
+
+The chat format is owned here and nowhere else. A prompt and its response read::
+
+    <|bos|>User: Is it hard to learn Python?\\nAssistant: Practice a little every day.<|eos|>
+
+``format_prompt`` writes ``User: ...\\nAssistant:``, ``format_response`` the space and the reply;
+the tokenizer adds ``<|bos|>`` and ``tokenize_responses`` the ``<|eos|>``. A response is every
+token after ``Assistant:`` up to and including ``<|eos|>``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import transformers
+from transformers import (AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel,
+                          PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerFast)
+
+from rlhf_lab.paths import DATA
+
+#: The shipped tiny policy (tokenizer + weights), rebuilt by ``python -m rlhf_lab.pretrain``.
+DEFAULT_POLICY = DATA / "tiny-policy"
+#: Special tokens of the course tokenizer: start of a conversation, end of a response, padding.
+BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
+
+
+# ---------------------------------------------------------------------------- chat format
+def format_prompt(prompt_text: str) -> str:
+    """The text the model sees before its reply: ``"User: <prompt>\\nAssistant:"``.
+
+    Every part of the course (pretraining, sampling, reward models, DPO) goes through this one
+    function, so the policy and the reward model always see the same format.
+    """
+    return f"User: {prompt_text.strip()}\nAssistant:"
+
+
+def format_response(response_text: str) -> str:
+    """The text of a reply as it follows ``format_prompt``: one space, then the reply (EOS is added as a token)."""
+    return " " + response_text.strip()
+
+
+def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Iterable[str]) -> list[list[int]]:
+    """Token ids of ``format_prompt(p)`` for each prompt, with the tokenizer's own special tokens (our BOS)."""
+    texts = [format_prompt(p) for p in prompts]
+    return tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
+
+
+def tokenize_responses(tokenizer: PreTrainedTokenizerBase, responses: Iterable[str]) -> list[list[int]]:
+    """Token ids of ``format_response(r)`` followed by EOS for each response (no BOS)."""
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no eos_token: a response could never end")
+    texts = [format_response(r) for r in responses]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return [row + [tokenizer.eos_token_id] for row in ids]
+
+
+# ---------------------------------------------------------------------------- build
+@dataclass
+class TinyGPTConfig:
+    """Size of the course's tiny GPT-2 (nanoGPT's ``GPTConfig``, in GPT-2's own names)."""
+    vocab_size: int = 1024   # BPE vocabulary the tokenizer is trained to (256 bytes + 3 specials + merges)
+    n_positions: int = 128   # context length: prompt + response must fit
+    n_embd: int = 192        # width of the residual stream; 192 keeps CPU matmuls efficient (see pretrain.py)
+    n_layer: int = 4         # transformer blocks
+    n_head: int = 4          # attention heads per block (head size n_embd / n_head = 48)
+    dropout: float = 0.0     # dropout everywhere; 0 because the corpus is seen only a few times
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = TinyGPTConfig.vocab_size) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer (GPT-2's scheme) on ``texts`` and wrap it for ``transformers``.
+
+    Byte-level means every string can be encoded (no unknown token); ``vocab_size`` counts the
+    256 byte tokens, the three special tokens and the learned merges. Encoding a text with
+    ``add_special_tokens=True`` prepends BOS; EOS is appended by :func:`tokenize_responses`.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    if vocab_size < 260:
+        raise ValueError(f"vocab_size={vocab_size} is too small: byte-level BPE needs 256 bytes + 3 special tokens")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[BOS, EOS, PAD],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, tok.token_to_id(BOS))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                   padding_side="left", model_max_length=TinyGPTConfig.n_positions)
+
+
+def build_model(config: TinyGPTConfig, tokenizer: PreTrainedTokenizerBase) -> GPT2LMHeadModel:
+    """A freshly initialised GPT-2 of the given size whose vocabulary and special ids match ``tokenizer``.
+
+    Seed torch first (``rlhf_lab.set_seed``) for reproducible weights. Input and output embeddings
+    are tied (GPT-2), so ``model.num_parameters()`` counts them once.
+    """
+    gpt2_config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=config.n_positions, n_embd=config.n_embd,
+        n_layer=config.n_layer, n_head=config.n_head,
+        resid_pdrop=config.dropout, embd_pdrop=config.dropout, attn_pdrop=config.dropout,
+        activation_function="gelu_pytorch_tanh",  # GPT-2's tanh GELU, as one fused kernel
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)
+    model = GPT2LMHeadModel(gpt2_config)
+    _set_generation_ids(model, tokenizer)
+    return model
+
+
+# ---------------------------------------------------------------------------- save / load
+def save_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:
+    """Save weights (safetensors) and tokenizer with ``save_pretrained``; returns the directory."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    # transformers 5 names the generic fast tokenizer "TokenizersBackend"; 4.x knows it as
+    # PreTrainedTokenizerFast (5.x accepts both), so write the old name and both can load it.
+    config_file = path / "tokenizer_config.json"
+    tokenizer_config = json.loads(config_file.read_text(encoding="utf-8"))
+    if tokenizer_config.get("tokenizer_class") == "TokenizersBackend":
+        tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        config_file.write_text(json.dumps(tokenizer_config, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_policy(name_or_path: str | Path = DEFAULT_POLICY, *, device: str | torch.device = "cpu",
+                dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer from a local directory or a hub name, the same way.
+
+    Both go straight to ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``:
+    a hub name ("gpt2") is passed unchanged, a local directory as its path. A tokenizer without a pad
+    token gets its EOS as pad (masks, not token ids, say what is padding), and padding goes on the
+    left so that every prompt in a batch ends where generation starts.
+
+    dtype: weights' dtype; None means float32 (what a CPU computes in; transformers 5 would otherwise
+    use the checkpoint's own dtype). Pass ``torch.bfloat16`` for a big hub model on a GPU.
+    Returns the model in eval mode on ``device``.
+    """
+    source = _resolve(name_or_path)
+    dtype = dtype or torch.float32
+    dtype_kw = "dtype" if _transformers_at_least(4, 56) else "torch_dtype"
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(source, **{dtype_kw: dtype})
+    _set_generation_ids(model, tokenizer)
+    return model.to(device).eval(), tokenizer
+
+
+def load_reference(name_or_path: str | Path = DEFAULT_POLICY, *, device: str | torch.device = "cpu",
+                   dtype: torch.dtype | None = None) -> PreTrainedModel:
+    """The reference model of RLHF: the policy as loaded, frozen (eval mode, no gradients)."""
+    model, _ = load_policy(name_or_path, device=device, dtype=dtype)
+    return freeze(model)
+
+
+def frozen_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """A frozen deep copy of ``model`` (the reference, taken from a policy already in memory)."""
+    return freeze(copy.deepcopy(model))
+
+
+def freeze(model: PreTrainedModel) -> PreTrainedModel:
+    """Put ``model`` in eval mode and turn off gradients for all its parameters; returns it."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+# ---------------------------------------------------------------------------- helpers
+def _resolve(name_or_path: str | Path) -> str:
+    """The string to hand to ``from_pretrained``: a local directory, or a hub name unchanged.
+
+    Raises FileNotFoundError for something that is clearly meant as a local path but is missing
+    (a ``Path``, an absolute or ``./`` path, a path with two or more ``/``, or one whose first
+    part is an existing local directory, such as ``data/tiny-policy`` run from the repo root).
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path.resolve()} is a directory but has no config.json: "
+                                    "not a save_pretrained model directory")
+        return str(path)
+    first = text.split("/")[0]
+    looks_like_path = (isinstance(name_or_path, Path) or text.startswith(("/", ".", "~")) or "\\" in text
+                       or text.count("/") >= 2 or ("/" in text and Path(first).expanduser().is_dir()))
+    if looks_like_path or path.exists():
+        hint = (" Rebuild the course's tiny policy with: python -m rlhf_lab.pretrain"
+                if path.name == DEFAULT_POLICY.name else "")
+        raise FileNotFoundError(f"no model directory at {path.resolve()} "
+                                f"(load_policy got {name_or_path!r}).{hint}")
+    return text
+
+
+def _set_generation_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Make ``model.generate`` stop at the tokenizer's EOS and pad with its pad token."""
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+
+
+def _transformers_at_least(major: int, minor: int) -> bool:
+    version = tuple(int(x) for x in transformers.__version__.split(".")[:2])
+    return version >= (major, minor)
+
+
+def num_parameters(model: torch.nn.Module) -> int:
+    """Number of distinct parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+# Keep the tokenizer's library quiet about forking when notebooks use DataLoaders.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

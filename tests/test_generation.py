@@ -1,0 +1,172 @@
+"""Tests for rlhf_lab.generation: masks, EOS handling, log-prob correctness, reproducibility.
+
+A randomly initialised tiny GPT-2 is enough here; a forward hook adds a fixed bonus to the EOS
+logit so that responses end at different lengths (the hook changes the model itself, so sampling
+and recomputation see the same distribution).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlhf_lab import world
+from rlhf_lab.generation import (Batch, SampleConfig, encode, encode_prompts, position_ids_from_mask,
+                                 response_logprobs, sample, sequence_logprob)
+from rlhf_lab.models import TinyGPTConfig, build_model, build_tokenizer, format_prompt, format_response
+from rlhf_lab.pretrain import corpus_texts
+
+TINY = TinyGPTConfig(vocab_size=400, n_positions=96, n_embd=32, n_layer=2, n_head=2)
+PROMPTS = ["Hi", "What do you think about my plan to start a vegetable garden?",
+           "Is it hard to learn Python?", "Please give me some advice on my monthly budget. I need it soon."]
+EOS_BONUS = 4.5  # P(EOS) of roughly 1/4 per step on a random model with 400 tokens
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and a busy shared CPU makes two threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    prompts = world.load_prompts()[::13]
+    pairs = [(p.text, r) for p, r in world.response_corpus(prompts, per_prompt=6, seed=0)]
+    tokenizer = build_tokenizer(corpus_texts(pairs), TINY.vocab_size)
+    torch.manual_seed(0)
+    model = build_model(TINY, tokenizer).eval()
+    eos = tokenizer.eos_token_id
+
+    def eos_bonus(module, inputs, logits):
+        logits = logits.clone()
+        logits[..., eos] += EOS_BONUS
+        return logits
+    model.lm_head.register_forward_hook(eos_bonus)
+    return model, tokenizer
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_sample_shapes_masks_and_eos(policy):
+    model, tok = policy
+    config = SampleConfig(max_new_tokens=12)
+    out = sample(model, tok, PROMPTS * 2, config, generator=_gen(0))
+    B, P = out.prompt_ids.shape
+    T = out.response_ids.shape[1]
+    assert B == 8 and T <= 12 and out.response_mask.shape == out.logprobs.shape == (B, T)
+    assert len(out.texts) == B
+    # prompts: left padded, each ends at the last column, same tokens as encode_prompts
+    ids, mask = encode_prompts(tok, PROMPTS * 2)
+    assert torch.equal(out.prompt_ids, ids) and torch.equal(out.prompt_mask, mask)
+    assert (mask[:, -1] == 1).all() and (mask.sum(1) < P).any()
+    lengths = out.response_mask.sum(1)
+    ended = []
+    for row in range(B):
+        n = int(lengths[row])
+        assert (out.response_mask[row, :n] == 1).all() and (out.response_mask[row, n:] == 0).all()
+        assert (out.response_ids[row, n:] == tok.pad_token_id).all()
+        assert (out.logprobs[row, n:] == 0).all() and (out.logprobs[row, :n] < 0).all()
+        eos_at = (out.response_ids[row, :n] == tok.eos_token_id).nonzero().flatten().tolist()
+        assert eos_at in ([], [n - 1])  # at most one EOS, and it is the last real token
+        assert eos_at or n == config.max_new_tokens  # no EOS only when the length cap was hit
+        ended.append(bool(eos_at))
+    assert any(ended) and len(set(lengths.tolist())) > 1  # rows stop at different times
+    # texts are the decoded real tokens without EOS
+    row = int(torch.tensor(ended).nonzero()[0])
+    real = out.response_ids[row, :int(lengths[row]) - 1]
+    assert out.texts[row] == tok.decode(real, skip_special_tokens=True).strip()
+
+
+def test_sample_logprobs_match_recomputed_with_left_padding(policy):
+    model, tok = policy
+    out = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=16), generator=_gen(1))
+    with torch.no_grad():
+        recomputed = response_logprobs(model, out.prompt_ids, out.prompt_mask, out.response_ids, out.response_mask)
+    torch.testing.assert_close(out.logprobs, recomputed, atol=1e-4, rtol=0)
+    seq = sequence_logprob(model, out.prompt_ids, out.prompt_mask, out.response_ids, out.response_mask)
+    torch.testing.assert_close(seq, recomputed.sum(1), atol=1e-5, rtol=0)
+
+
+def test_logprobs_are_of_the_unmodified_distribution(policy):
+    """Temperature and top-k change what is drawn, never the reported log-probs."""
+    model, tok = policy
+    out = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=10, temperature=0.7, top_k=5), generator=_gen(2))
+    with torch.no_grad():
+        recomputed = response_logprobs(model, out.prompt_ids, out.prompt_mask, out.response_ids, out.response_mask)
+    torch.testing.assert_close(out.logprobs, recomputed, atol=1e-4, rtol=0)
+
+
+def test_response_logprobs_ignore_padding(policy):
+    """A row in a padded batch gets the same log-probs as the same row alone (no padding at all)."""
+    model, tok = policy
+    responses = ["Try it.", "Start by setting one small goal for this week. Good luck!", "No.", "Hmm"]
+    batch = encode(tok, PROMPTS, responses)
+    with torch.no_grad():
+        batched = response_logprobs(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
+        for i, (prompt, response) in enumerate(zip(PROMPTS, responses)):
+            ids = tok(format_prompt(prompt) + format_response(response))["input_ids"] + [tok.eos_token_id]
+            n_prompt = int(batch.prompt_mask[i].sum())
+            logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), -1)
+            by_hand = logp[torch.arange(n_prompt - 1, len(ids) - 1), torch.tensor(ids[n_prompt:])]
+            n = int(batch.response_mask[i].sum())
+            torch.testing.assert_close(batched[i, :n], by_hand, atol=1e-5, rtol=0)
+            assert (batched[i, n:] == 0).all()
+
+
+def test_encode(policy):
+    _, tok = policy
+    batch = encode(tok, ["Hi", "Is it hard to learn Python?"], ["Sure, try it.", "Yes."])
+    assert batch.prompt_mask[0, 0] == 0 and batch.prompt_ids[0, 0] == tok.pad_token_id  # left padding
+    assert (batch.prompt_mask[:, -1] == 1).all()
+    lengths = batch.response_mask.sum(1)
+    for row in range(2):
+        assert batch.response_ids[row, lengths[row] - 1] == tok.eos_token_id
+    assert batch.response_mask[1, -1] == 0  # "Yes." is shorter: right padding
+    with pytest.raises(ValueError, match="2 prompts but 1 responses"):
+        encode(tok, ["a", "b"], ["c"])
+    moved = batch.to("cpu")
+    assert isinstance(moved, Batch) and torch.equal(moved.response_ids, batch.response_ids) and len(moved) == 2
+
+
+def test_position_ids_from_mask():
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 0]])
+    assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 3]]
+
+
+def test_response_logprobs_have_gradients(policy):
+    model, tok = policy
+    batch = encode(tok, PROMPTS[:2], ["Try it.", "Good luck!"])
+    logp = sequence_logprob(model, batch.prompt_ids, batch.prompt_mask, batch.response_ids, batch.response_mask)
+    assert logp.shape == (2,) and logp.requires_grad
+    logp.sum().backward()
+    assert model.transformer.h[0].attn.c_attn.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+
+
+def test_sampling_is_reproducible(policy):
+    model, tok = policy
+    a = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=12), generator=_gen(3))
+    b = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=12), generator=_gen(3))
+    c = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=12), generator=_gen(4))
+    assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
+    assert torch.equal(a.logprobs, b.logprobs)
+    assert a.texts != c.texts
+
+
+def test_greedy_top_k_1_and_tiny_top_p_agree(policy):
+    model, tok = policy
+    greedy = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=8, temperature=0.0))
+    top1 = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=8, top_k=1), generator=_gen(5))
+    nucleus = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=8, top_p=1e-6), generator=_gen(6))
+    assert torch.equal(greedy.response_ids, top1.response_ids)
+    assert torch.equal(greedy.response_ids, nucleus.response_ids)
+
+
+def test_too_long_is_a_clear_error(policy):
+    model, tok = policy
+    with pytest.raises(ValueError, match="positions"):
+        sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=TINY.n_positions))
