@@ -43,3 +43,201 @@ def plot_curves(curves: Mapping[str, Sequence[float]], xlabel: str = "step", yla
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_pg_history(histories: Mapping[str, Sequence[Mapping[str, float]]],
+                    panels: Sequence[tuple[str, str]] = (("proxy_reward", "proxy reward (reward model)"),
+                                                         ("gold_reward", "gold reward (what people prefer)"),
+                                                         ("kl", "KL to reference (nats / response)")),
+                    title: str = ""):
+    """One panel per logged quantity, one line per run: ``histories`` maps a run's name to its
+    ``policy_gradient.train`` log (a list of per-step dicts). Returns the figure."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        for name, rows in histories.items():
+            ys = [r[key] for r in rows if key in r]
+            if ys:
+                ax.plot(np.arange(len(ys)), ys, label=name)
+        ax.set(xlabel="step", title=label)
+    axes[0][0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reward_vs_kl(histories: Mapping[str, Sequence[Mapping[str, float]]], key: str = "gold_reward",
+                      smooth: int = 5, ax=None, title: str = "reward bought per nat of KL"):
+    """Each run's trajectory in the (KL, reward) plane, smoothed over ``smooth`` steps: up and to the
+    left is better (more reward for less drift from the reference). Returns the axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    kernel = np.ones(smooth) / smooth
+    for name, rows in histories.items():
+        kl = np.array([r["kl"] for r in rows])
+        ys = np.array([r[key] for r in rows])
+        if len(kl) >= smooth:
+            kl, ys = np.convolve(kl, kernel, "valid"), np.convolve(ys, kernel, "valid")
+        line, = ax.plot(kl, ys, label=name)
+        ax.plot(kl[-1], ys[-1], "o", color=line.get_color())
+    ax.set(xlabel="KL to reference (nats / response)", ylabel=key.replace("_", " "), title=title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+# ----------------------------------------------------------------------------- reward models (notebook 03)
+def plot_reward_training(history, ceiling: float | None = None, held_out_accuracy: float | None = None,
+                         smooth: int = 10, title: str = "training the reward model"):
+    """Two panels of a ``reward_model.RewardHistory``: BT loss per step, and accuracy.
+
+    Left: the loss of every step (thin) and its running mean over ``smooth`` steps. Right: the running
+    mean of the training batches' accuracy, the validation accuracy after each epoch (dots), the final
+    ``held_out_accuracy`` if given (a star at the last step) and the Bayes ceiling of the held-out pairs
+    (dashed). Returns the figure.
+    """
+    fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(11, 3.6))
+    steps = np.arange(1, len(history.loss) + 1)
+    kernel = np.ones(min(smooth, len(steps))) / min(smooth, len(steps))
+    ax_l.plot(steps, history.loss, color="lightgray", lw=0.8, label="each step")
+    ax_l.plot(steps[len(kernel) - 1:], np.convolve(history.loss, kernel, "valid"), color="black",
+              label=f"mean of {len(kernel)} steps")
+    ax_l.axhline(np.log(2), ls=":", color="gray", lw=1, label="log 2 (a coin flip)")
+    ax_l.set(xlabel="step", ylabel="Bradley-Terry loss", title="loss")
+    ax_l.legend(fontsize=8)
+    ax_a.plot(steps[len(kernel) - 1:], np.convolve(history.train_accuracy, kernel, "valid"),
+              label="training batches")
+    if history.val_accuracy:
+        ax_a.plot(history.epoch_end_steps, history.val_accuracy, "o-", label="held-out pairs (after each epoch)")
+    if held_out_accuracy is not None:
+        ax_a.plot([steps[-1]], [held_out_accuracy], "*", ms=14, color="C3",
+                  label=f"held-out pairs after training: {held_out_accuracy:.3f}")
+    if ceiling is not None:
+        ax_a.axhline(ceiling, ls="--", color="gray", lw=1, label=f"Bayes ceiling {ceiling:.3f}")
+    ax_a.axhline(0.5, ls=":", color="gray", lw=1)
+    ax_a.set(xlabel="step", ylabel="accuracy on the rater's clicks", title="accuracy", ylim=(0.4, 1.0))
+    ax_a.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(pred: np.ndarray, observed: np.ndarray, counts: np.ndarray, ax=None, label: str = "",
+                     title: str = "calibration on held-out pairs"):
+    """Reliability diagram from ``reward_model.calibration``: observed frequency vs predicted P(first chosen).
+
+    Points on the dashed diagonal are calibrated; marker area grows with the number of pairs in the bin.
+    Call again with the same ``ax`` to compare models. Returns the axis.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 4.2))
+    keep = counts > 0
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1)
+    sizes = 15 + 200 * counts[keep] / counts.max()
+    line, = ax.plot(pred[keep], observed[keep], "-", lw=1, label=label or None)
+    ax.scatter(pred[keep], observed[keep], s=sizes, color=line.get_color(), zorder=3)
+    ax.set(xlabel="predicted P(first response chosen)", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
+           title=title, aspect="equal")
+    if label:
+        ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def plot_accuracy_vs_ceiling(xs: Sequence[float], accuracies: Mapping[str, Sequence[float]],
+                             ceilings: Sequence[float], xlabel: str, ax=None, logx: bool = False,
+                             title: str = ""):
+    """Held-out accuracy of one or more reward models against the Bayes ceiling, as ``xs`` varies.
+
+    ``accuracies`` maps a model name to one accuracy per x; ``ceilings`` holds the ceiling of the
+    held-out pairs at each x (dashed, shaded above: no model can expect to be there). Returns the axis.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(xs, ceilings, "--", color="gray", label="Bayes ceiling")
+    ax.fill_between(xs, ceilings, 1.0, color="gray", alpha=0.12, lw=0)
+    for name, ys in accuracies.items():
+        ax.plot(xs, ys, "o-", label=name)
+    ax.axhline(0.5, ls=":", color="gray", lw=1)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="held-out accuracy", ylim=(0.45, 1.0), title=title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_feature_weights(learned: Mapping[str, float], reference: Mapping[str, float],
+                         learned_label: str = "learned from clicks", reference_label: str = "gold (best linear fit)",
+                         title: str = "linear reward model: one weight per feature"):
+    """Horizontal bars: each feature's learned weight next to a reference weight (same keys). Returns the axis."""
+    names = list(learned)
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(7, 0.42 * len(names) + 1.2))
+    ax.barh(y - 0.2, [reference[n] for n in names], height=0.4, color="lightgray", label=reference_label)
+    ax.barh(y + 0.2, [learned[n] for n in names], height=0.4, color="C0", label=learned_label)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set(yticks=y, yticklabels=names, xlabel="weight (reward per unit of the feature)", title=title)
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return ax
+
+
+def _smoothed(ys: Sequence[float], window: int) -> np.ndarray:
+    """Trailing mean over up to ``window`` points (the first points average what there is so far)."""
+    ys = np.asarray(ys, dtype=float)
+    cum = np.cumsum(np.insert(ys, 0, 0.0))
+    lo = np.maximum(np.arange(1, len(ys) + 1) - window, 0)
+    return (cum[1:] - cum[lo]) / (np.arange(1, len(ys) + 1) - lo)
+
+
+def plot_dpo_history(history, smooth: int = 10, ceiling: float | None = None, title: str = ""):
+    """Three panels of a DPO run (``rlhf_lab.dpo.DPOHistory``): loss, implicit-reward accuracy, implicit rewards.
+
+    Per-step values are drawn faint, their trailing mean over ``smooth`` steps solid. The accuracy panel
+    marks the held-out accuracy after each epoch and, if given, the ``ceiling`` (``world.bayes_ceiling``).
+    Returns the figure.
+    """
+    fig, (ax_l, ax_a, ax_r) = plt.subplots(1, 3, figsize=(13, 3.6))
+    steps = np.arange(1, len(history.loss) + 1)
+    ax_l.plot(steps, history.loss, color="C0", alpha=0.25, lw=1)
+    ax_l.plot(steps, _smoothed(history.loss, smooth), color="C0")
+    ax_l.axhline(np.log(2), ls="--", color="gray", lw=1, label="log 2: policy = reference")
+    ax_l.set(xlabel="step", title="DPO loss")
+    ax_l.legend(fontsize=8)
+    ax_a.plot(steps, history.reward_accuracy, color="C1", alpha=0.25, lw=1)
+    ax_a.plot(steps, _smoothed(history.reward_accuracy, smooth), color="C1", label="training batches")
+    if history.val_accuracy:
+        ax_a.plot(history.epoch_end_steps[:len(history.val_accuracy)], history.val_accuracy, "o", color="C3",
+                  label="held-out pairs (end of epoch)")
+    ax_a.axhline(0.5, ls=":", color="gray", lw=1, label="chance")
+    if ceiling is not None:
+        ax_a.axhline(ceiling, ls="--", color="black", lw=1, label="Bayes ceiling")
+    ax_a.set(xlabel="step", ylim=(0, 1), title="implicit-reward accuracy")
+    ax_a.legend(fontsize=8, loc="lower right")
+    for ys, name, color in [(history.chosen_reward, "chosen", "C2"), (history.rejected_reward, "rejected", "C3"),
+                            (history.reward_margin, "margin (chosen - rejected)", "black")]:
+        ax_r.plot(steps, _smoothed(ys, smooth), color=color, label=name)
+    ax_r.axhline(0, ls=":", color="gray", lw=1)
+    ax_r.set(xlabel="step", title="implicit reward beta * log(pi / pi_ref)")
+    ax_r.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracies(accuracies: Mapping[str, float], ceiling: float | None = None, ax=None,
+                    title: str = "who ranks held-out pairs like the rater?"):
+    """Horizontal bars of accuracies on the same pairs, with chance (0.5) and the Bayes ceiling. Returns the axis."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 0.5 + 0.45 * len(accuracies)))
+    names = list(accuracies)
+    ys = np.arange(len(names))[::-1]
+    ax.barh(ys, [accuracies[k] for k in names], color="C0")
+    for y, k in zip(ys, names):
+        ax.text(accuracies[k] + 0.005, y, f"{accuracies[k]:.3f}", va="center", fontsize=9)
+    ax.axvline(0.5, ls=":", color="gray", lw=1, label="chance")
+    if ceiling is not None:
+        ax.axvline(ceiling, ls="--", color="black", lw=1, label=f"Bayes ceiling {ceiling:.3f}")
+    ax.set(yticks=ys, yticklabels=names, xlim=(0.4, 1.0), xlabel="accuracy on held-out clicks", title=title)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
