@@ -177,6 +177,7 @@ def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
                    gold_fn=evaluation.gold_reward_fn, progress=False)
     proxy = _smoothed([r["proxy_reward"] for r in log])
     gold = _smoothed([r["gold_reward"] for r in log])
-    assert proxy[-1] >= proxy[0] + 1.0                       # the reward model is fooled ...
-    assert proxy[-1] >= max(proxy) - 0.5                     # ... and stays near its maximum at the end
+    gain = max(proxy) - proxy[0]
+    assert gain > 0.5                                        # the reward model is fooled ...
+    assert proxy[-1] >= proxy[0] + 0.7 * gain                # ... and the proxy ends near its maximum
     assert gold[-1] <= max(gold) - 1.0                       # while what people prefer has fallen from its peak
