@@ -21,13 +21,7 @@ PROMPTS = ["Hi", "What do you think about my plan to start a vegetable garden?",
 EOS_BONUS = 4.5  # P(EOS) of roughly 1/4 per step on a random model with 400 tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy shared CPU makes two threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ from rlhf_lab.pretrain import (PretrainConfig, corpus_texts, eval_loss, get_batc
 TINY = TinyGPTConfig(vocab_size=400, n_positions=64, n_embd=32, n_layer=2, n_head=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy shared CPU makes two threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # fixture in conftest.py
 
 
 @pytest.fixture(scope="module")
