@@ -2,7 +2,7 @@
 
     python benchmarks/reward_model.py                 # the default setting, seed 0
     python benchmarks/reward_model.py --seeds 0 1 2   # several seeds (about a minute each on 2 cores)
-    python benchmarks/reward_model.py --threads 1
+    python benchmarks/reward_model.py --threads 2    # notebook 03 uses 1 (faster on a busy machine)
 
 For each seed: the transformer reward model trained exactly as ``rm.build_default_reward_model`` trains
 it (not saved), and the linear reward model on independent pairs. Both are measured on the same held-out
@@ -46,7 +46,8 @@ def run(seed: int, setup: rm.DefaultRewardSetup, n_linear_pairs: int) -> list[di
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, as notebook 03; 0: torch's choice)")
     parser.add_argument("--linear-pairs", type=int, default=2000, help="independent pairs for the linear model")
     args = parser.parse_args(argv)
     if args.threads:

@@ -159,6 +159,8 @@ def plot_accuracy_vs_ceiling(xs: Sequence[float], accuracies: Mapping[str, Seque
     ax.axhline(0.5, ls=":", color="gray", lw=1)
     if logx:
         ax.set_xscale("log")
+        ax.set_xticks(list(xs), [f"{x:g}" for x in xs])
+        ax.minorticks_off()
     ax.set(xlabel=xlabel, ylabel="held-out accuracy", ylim=(0.45, 1.0), title=title)
     ax.legend(fontsize=8)
     return ax
@@ -211,7 +213,7 @@ def plot_dpo_history(history, smooth: int = 10, ceiling: float | None = None, ti
     ax_a.axhline(0.5, ls=":", color="gray", lw=1, label="chance")
     if ceiling is not None:
         ax_a.axhline(ceiling, ls="--", color="black", lw=1, label="Bayes ceiling")
-    ax_a.set(xlabel="step", ylim=(0, 1), title="implicit-reward accuracy")
+    ax_a.set(xlabel="step", ylim=(0.3, 1), title="implicit-reward accuracy")
     ax_a.legend(fontsize=8, loc="lower right")
     for ys, name, color in [(history.chosen_reward, "chosen", "C2"), (history.rejected_reward, "rejected", "C3"),
                             (history.reward_margin, "margin (chosen - rejected)", "black")]:
@@ -239,5 +241,5 @@ def plot_accuracies(accuracies: Mapping[str, float], ceiling: float | None = Non
     if ceiling is not None:
         ax.axvline(ceiling, ls="--", color="black", lw=1, label=f"Bayes ceiling {ceiling:.3f}")
     ax.set(yticks=ys, yticklabels=names, xlim=(0.4, 1.0), xlabel="accuracy on held-out clicks", title=title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax

@@ -16,12 +16,15 @@ Two reward models, both trained with that one loss:
   (``AutoModelForSequenceClassification`` with ``num_labels=1``), reading
   ``format_prompt(prompt) + format_response(response) + EOS`` (:func:`encode_for_reward`) and
   pooling the last real token (the EOS). :func:`load_reward_model`, :func:`save_reward_model`,
-  :func:`train_reward_model`, :func:`score`.
+  :func:`train_reward_model`, :func:`score`. It needs many more clicks than eight weights do, so it is
+  trained on k-way comparisons (:func:`simulate_comparisons`: k responses to a prompt, every pair
+  clicked), which give k(k-1)/2 clicks for k forward passes (InstructGPT's trick).
 
 Evaluation works on any of them (and on any function ``f(prompts, responses) -> rewards``):
 :func:`accuracy` against the rater's clicks, :func:`gold_accuracy` against the noise-free gold
-preference, :func:`calibration`, and :func:`evaluate`, which puts these next to
-``world.bayes_ceiling`` on the same pairs: the best accuracy any model can reach on noisy clicks.
+preference, :func:`calibration`, :func:`worst_ranked`, and :func:`evaluate`, which puts these next to
+``world.bayes_ceiling`` on the same pairs: the best accuracy any model can expect on noisy clicks.
+:class:`CachedScorer` makes a transformer read each held-out text once however often it is evaluated.
 
 :func:`build_default_reward_model` trains the course's reward model (used from notebook 05 on) and
 saves it to ``ARTIFACTS / "reward_model"``; :func:`default_reward_model` loads it, building it first
@@ -290,7 +293,8 @@ def score(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: S
 class RewardTrainConfig:
     """How :func:`train_reward_model` trains a transformer reward model."""
     epochs: int = 1               # passes over the training records
-    batch_size: int = 240         # records (pairs) per step, whole k-way groups kept together: 2 groups of 16
+    batch_size: int = 240         # records (pairs) per step; whole k-way groups stay together (2 groups of k = 16;
+                                  # for independent pairs, about 32)
     lr: float = 5e-4              # peak AdamW learning rate (the tiny backbone takes a large one)
     weight_decay: float = 0.0     # AdamW decay on matrices (not biases, LayerNorms)
     warmup_fraction: float = 0.1  # share of steps with linear warm-up from 0; then linear decay to 0
@@ -595,8 +599,8 @@ def evaluate(model: Scorer, records: Sequence[PreferenceRecord], temperature: fl
 @dataclass
 class DefaultRewardSetup:
     """The data of the course's default reward model (notebook 03 trains it, notebook 05 on use it)."""
-    n_prompts: int = 240          # training prompts drawn (from the TRAIN prompts), each with k responses
-    k: int = 16                   # responses per prompt; the rater clicks all k(k-1)/2 pairs (28,800 in all)
+    n_prompts: int = 320          # training prompts drawn (from the TRAIN prompts, with replacement), k responses each
+    k: int = 16                   # responses per prompt; the rater clicks all k(k-1)/2 pairs (38,400 in all)
     n_held_out_pairs: int = 1000  # independent held-out pairs on the TEST prompts (``world.split_prompts``)
     temperature: float = 1.0      # rater noise of the simulated rater (the ceiling is about 0.79 at 1.0)
     seed: int = 0                 # seeds the data, the clicks, the head's initial weights and the batches
@@ -667,7 +671,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_REWARD_MODEL, help="directory (default: %(default)s)")
     parser.add_argument("--policy", default=str(DEFAULT_POLICY), help="backbone (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest on a busy CPU)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     _, _, info = build_default_reward_model(args.out, args.policy, DefaultRewardSetup(seed=args.seed))
     r = info["held_out"]
     print(f"saved {args.out} in {info['total_seconds']:.0f} s: held-out accuracy {r['accuracy']:.3f}, "

@@ -17,6 +17,8 @@ from rlhf_lab import world
 from rlhf_lab.models import DEFAULT_POLICY, format_prompt, format_response
 from rlhf_lab.preferences import PreferenceRecord
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py: tiny models run fastest on one thread
+
 GARDEN = world.Prompt("What do you think about my plan to start a vegetable garden?", "garden", "plan")
 
 
@@ -195,7 +197,7 @@ def test_save_load_round_trip_gives_identical_scores(policy_path, tmp_path):
 
 def test_transformer_reward_model_learns_to_near_the_ceiling(policy_path):
     """A small budget (fixed seeds) must get within 6 points of the Bayes ceiling on held-out prompts."""
-    setup = rm.DefaultRewardSetup(n_prompts=48, k=16, n_held_out_pairs=400, temperature=1.0, seed=0,
+    setup = rm.DefaultRewardSetup(n_prompts=96, k=16, n_held_out_pairs=400, temperature=1.0, seed=0,
                                   train=rm.RewardTrainConfig(epochs=1, batch_size=120, lr=1e-3))
     start = time.perf_counter()
     model, tok, info = rm.build_default_reward_model(None, policy_path, setup, progress=False)
