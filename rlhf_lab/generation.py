@@ -132,7 +132,7 @@ def response_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_m
     Returns (B, T) float32, 0 where ``response_mask`` is 0. One forward pass over prompt + response;
     gradients flow when the model's parameters require them (wrap in ``torch.no_grad()`` otherwise).
     """
-    _check_length(model, prompt_ids.shape[1] + response_ids.shape[1])
+    check_length(model, prompt_ids.shape[1] + response_ids.shape[1])
     input_ids = torch.cat([prompt_ids, response_ids], dim=1)
     attention_mask = torch.cat([prompt_mask, response_mask], dim=1)
     logits = model(input_ids=input_ids, attention_mask=attention_mask,
@@ -189,7 +189,7 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts:
     prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
     B, P = prompt_ids.shape
-    _check_length(model, P + config.max_new_tokens)
+    check_length(model, P + config.max_new_tokens)
     pad_id, eos_id = _pad_id(tokenizer), tokenizer.eos_token_id
 
     tokens, masks, logps = [], [], []
@@ -255,7 +255,7 @@ def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
     return pad
 
 
-def _check_length(model: PreTrainedModel, length: int) -> None:
+def check_length(model: PreTrainedModel, length: int) -> None:
     """Clear error instead of an index error deep inside the model when a sequence is too long."""
     limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     if limit is not None and length > limit:

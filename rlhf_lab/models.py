@@ -149,9 +149,9 @@ def load_policy(name_or_path: str | Path = DEFAULT_POLICY, *, device: str | torc
     use the checkpoint's own dtype). Pass ``torch.bfloat16`` for a big hub model on a GPU.
     Returns the model in eval mode on ``device``.
     """
-    source = _resolve(name_or_path)
+    source = resolve_model_source(name_or_path)
     dtype = dtype or torch.float32
-    dtype_kw = "dtype" if _transformers_at_least(4, 56) else "torch_dtype"
+    dtype_kw = "dtype" if transformers_at_least(4, 56) else "torch_dtype"
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -182,7 +182,7 @@ def freeze(model: PreTrainedModel) -> PreTrainedModel:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _resolve(name_or_path: str | Path) -> str:
+def resolve_model_source(name_or_path: str | Path) -> str:
     """The string to hand to ``from_pretrained``: a local directory, or a hub name unchanged.
 
     Raises FileNotFoundError for something that is clearly meant as a local path but is missing
@@ -216,7 +216,7 @@ def _set_generation_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
         model.generation_config.eos_token_id = tokenizer.eos_token_id
 
 
-def _transformers_at_least(major: int, minor: int) -> bool:
+def transformers_at_least(major: int, minor: int) -> bool:
     version = tuple(int(x) for x in transformers.__version__.split(".")[:2])
     return version >= (major, minor)
 

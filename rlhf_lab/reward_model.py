@@ -52,8 +52,8 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Pre
                           PreTrainedTokenizerBase)
 
 from rlhf_lab import world
-from rlhf_lab.generation import _check_length, pad_right
-from rlhf_lab.models import (DEFAULT_POLICY, _resolve, _transformers_at_least, tokenize_prompts,
+from rlhf_lab.generation import check_length, pad_right
+from rlhf_lab.models import (DEFAULT_POLICY, resolve_model_source, transformers_at_least, tokenize_prompts,
                              tokenize_responses)
 from rlhf_lab.paths import ARTIFACTS
 from rlhf_lab.preferences import PreferenceRecord
@@ -219,10 +219,10 @@ def load_reward_model(name_or_path: str | Path = DEFAULT_POLICY, *, device: str 
     tokenizer (EOS when it has no pad token) so that ``GPT2ForSequenceClassification`` can find it, and
     the tokenizer pads on the right. Returns the model (float32, eval mode, on ``device``) and tokenizer.
     """
-    source = _resolve(name_or_path)
+    source = resolve_model_source(name_or_path)
     with _quiet_transformers():  # "score.weight newly initialised" is expected when starting from an LM
         tokenizer = AutoTokenizer.from_pretrained(source)
-        dtype_kw = "dtype" if _transformers_at_least(4, 56) else "torch_dtype"
+        dtype_kw = "dtype" if transformers_at_least(4, 56) else "torch_dtype"
         model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **{dtype_kw: torch.float32})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -262,7 +262,7 @@ def encode_for_reward(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[worl
 
 def reward_forward(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """One forward pass of the reward model: (B, L) right-padded ids and mask -> (B,) rewards (with gradients)."""
-    _check_length(model, input_ids.shape[1])
+    check_length(model, input_ids.shape[1])
     return model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
                  use_cache=False).logits.squeeze(-1).float()
 
@@ -347,7 +347,7 @@ def _comparisons(tokenizer: PreTrainedTokenizerBase, records: Sequence[Preferenc
                         list(groups.values()))
 
 
-def _batches(groups: list[list[int]], batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+def group_batches(groups: list[list[int]], batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     """One epoch: groups in random order, packed into batches of at least ``batch_size`` records."""
     batches, current = [], []
     for g in torch.randperm(len(groups), generator=generator).tolist():
@@ -380,7 +380,7 @@ def train_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         raise ValueError("train_reward_model needs at least one training record")
     data = _comparisons(tokenizer, train_records)
     generator = torch.Generator().manual_seed(config.seed)
-    plan = [_batches(data.groups, config.batch_size, generator) for _ in range(config.epochs)]
+    plan = [group_batches(data.groups, config.batch_size, generator) for _ in range(config.epochs)]
     total = sum(len(epoch) for epoch in plan)
     warmup = max(1, round(config.warmup_fraction * total))
     optimizer = make_optimizer(model, config)
