@@ -243,3 +243,106 @@ def plot_accuracies(accuracies: Mapping[str, float], ceiling: float | None = Non
     ax.set(yticks=ys, yticklabels=names, xlim=(0.4, 1.0), xlabel="accuracy on held-out clicks", title=title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax
+
+
+# ----------------------------------------------------------------------------- evaluation (notebook 08)
+def _row_value(row, key: str):
+    """A field of a report row: an ``evaluation.ReportRow`` or one of its dicts (``table.json``)."""
+    return row[key] if isinstance(row, Mapping) else getattr(row, key)
+
+
+def plot_evaluation(rows, panels: Sequence[tuple[str, str]] = (
+        ("gold_reward", "gold reward\n(what people prefer)"), ("proxy_reward", "proxy reward\n(reward model)"),
+        ("kl", "KL to reference\n(nats / response)"), ("win_rate", "win rate vs reference\n(gold judge, ties split)"),
+        ("distinct_2", "diversity\n(distinct-2)")), title: str = ""):
+    """One horizontal bar per policy in each panel, same order top to bottom: the table of notebook 08 as a figure.
+
+    ``rows``: ``evaluation.ReportRow`` objects or their dicts. The win-rate panel marks 0.5 (as good as the
+    reference), the reward panels the reference's value when a row is named "reference". Returns the figure.
+    """
+    names = [_row_value(r, "policy") for r in rows]
+    ys = np.arange(len(names))[::-1]
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels) + 1.2, 0.42 * len(names) + 1.4),
+                             sharey=True, squeeze=False)
+    ref = next((r for r in rows if _row_value(r, "policy") == "reference"), None)
+    for ax, (key, label) in zip(axes[0], panels):
+        values = [_row_value(r, key) for r in rows]
+        ax.barh(ys, values, color=[f"C{i % 10}" for i in range(len(names))])
+        for y, v in zip(ys, values):
+            v = 0.0 if abs(v) < 5e-3 else v   # no "-0.00" for a policy against itself
+            ax.text(max(v, 0.0), y, f" {v:.0%}" if key == "win_rate" else f" {v:.2f}", va="center", fontsize=8)
+        if key == "win_rate":
+            ax.axvline(0.5, ls="--", color="gray", lw=1)
+            ax.set_xlim(0, 1.15)
+        elif ref is not None and key != "kl":
+            ax.axvline(_row_value(ref, key), ls=":", color="gray", lw=1)
+        lo, hi = min(0.0, min(values)), max(values)
+        if key != "win_rate":
+            ax.set_xlim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.3 * (hi - lo + 1e-9))
+        ax.set_title(label, fontsize=9)
+        ax.axvline(0, color="black", lw=0.6)
+    axes[0][0].set(yticks=ys, yticklabels=names)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_overoptimization(curves, points: Mapping[str, tuple[float, float, float]] | None = None,
+                          smooth: int | Mapping[str, int] = 5, xscale: str = "sqrt",
+                          title: str = "over-optimisation: proxy and gold reward against KL"):
+    """Gao et al. (2022) Fig. 1 for the course: proxy reward (left) and gold reward (right) against KL.
+
+    ``curves``: ``evaluation.OveroptCurve`` objects. Best-of-n curves are drawn point by point (n marked);
+    RL curves (one point per training step, noisy) as a trailing mean over ``smooth`` steps, in step order,
+    with the raw steps faint (``smooth`` may map a curve's name to its own window; 1 draws every step). ``points`` maps a policy's name to ``(kl, proxy, gold)`` measured on held-out
+    prompts (the table's rows), drawn as stars (in the color of the curve of the same name, if any). The KL
+    axis is on a square-root scale (``xscale="sqrt"``), as Gao et al. plot d = sqrt(KL), or on a log(1 + KL)
+    scale (``"log1p"``), which shows the first nats and the hundreds of a run without KL penalty side by side.
+    Returns the figure.
+    """
+    if xscale not in ("sqrt", "log1p"):
+        raise ValueError(f"xscale must be 'sqrt' or 'log1p', got {xscale!r}")
+    fig, (ax_p, ax_g) = plt.subplots(1, 2, figsize=(12.5 if points else 11, 4))
+    for i, c in enumerate(curves):
+        color = f"C{i % 10}"
+        for ax, ys in ((ax_p, c.proxy), (ax_g, c.gold)):
+            if c.kind == "best-of-n":
+                ax.plot(c.kl, ys, "o-", color=color, label=c.name)
+                for x, y, lab in zip(c.kl, ys, c.labels):
+                    ax.annotate(lab.replace("n=", ""), (x, y), textcoords="offset points", xytext=(3, -10),
+                                fontsize=7, color=color)
+            else:
+                window = smooth.get(c.name, 5) if isinstance(smooth, Mapping) else smooth
+                if window > 1:
+                    ax.plot(c.kl, ys, ".", color=color, alpha=0.25, ms=4)
+                ax.plot(_smoothed(np.maximum(c.kl, 0.0), window), _smoothed(ys, window), "-" if window > 1 else ".-",
+                        color=color, label=f"{c.name} (training steps" + (f", mean of {window})" if window > 1 else ")"))
+    curve_colors = {c.name.lower(): f"C{i % 10}" for i, c in enumerate(curves)}
+    for j, (name, (kl, proxy, gold)) in enumerate((points or {}).items()):
+        same = [c.name for c in curves if c.name.lower() == name.lower()
+                or c.name.startswith("best-of") and name.startswith("best-of")]
+        color = curve_colors[same[0].lower()] if same else f"C{(len(curves) + j) % 10}"   # a star takes its curve's color
+        for ax, y in ((ax_p, proxy), (ax_g, gold)):
+            ax.plot([max(kl, 0.0)], [y], "*", ms=13, color=color, markeredgecolor="black", markeredgewidth=0.6,
+                    label=f"{name} (held-out prompts)" if ax is ax_g else None)
+    kl_max = max([max(c.kl, default=0.0) for c in curves] + [p[0] for p in (points or {}).values()] + [1.0])
+    for ax, label in ((ax_p, "proxy reward (reward model)"), (ax_g, "gold reward (what people prefer)")):
+        if xscale == "sqrt":
+            ax.set_xscale("function", functions=(lambda x: np.sqrt(np.maximum(x, 0)), np.square))
+        else:
+            ax.set_xscale("function", functions=(lambda x: np.log1p(np.maximum(x, 0)), np.expm1))
+            ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000) if t <= 1.05 * kl_max]
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
+        ax.set(xlabel=f"KL to reference (nats / response, {'square-root' if xscale == 'sqrt' else 'log(1 + KL)'} "
+               "scale)", ylabel=label, title=label)
+        ax.set_xlim(left=0)
+    ax_p.legend(fontsize=7, loc="lower right")
+    if points:
+        ax_g.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax_g.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
