@@ -44,13 +44,13 @@ BADGE = ('<a href="https://colab.research.google.com/github/{repo}/blob/main/not
          'target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" '
          'alt="Open In Colab"/></a>')
 INSTALL_CELL = '''\
-# Colab only: fetch the course and its helper package (about a minute). Elsewhere this cell does nothing.
+# Colab only: fetch the course, its helper package and TRL (about a minute). Elsewhere this cell does nothing.
 import os, sys
 if "google.colab" in sys.modules:
     if not os.path.isdir("/content/rlhf-lab"):
         import subprocess
         subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{repo}.git", "/content/rlhf-lab"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/rlhf-lab"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/rlhf-lab[trl]"], check=True)
     sys.path.insert(0, "/content/rlhf-lab")
     os.chdir("/content/rlhf-lab/notebooks")'''
 
@@ -208,7 +208,7 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict | None = None) -> R
     return RunResult(path.stem, time.perf_counter() - start, not error, BUDGETS.get(path.name[:2]), error)
 
 
-def _select(names: list[str]) -> list[Path]:
+def select_notebooks(names: list[str]) -> list[Path]:
     order = course_notebooks()
     if not names:
         return order
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"fixed {path.relative_to(REPO_ROOT)}")
         return 0
 
-    paths = _select(args.notebooks)
+    paths = select_notebooks(args.notebooks)
     params = _parse_parameters(args.parameter)
     results = []
     total = time.perf_counter()

@@ -286,7 +286,7 @@ def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: 
         with torch.no_grad():
             ref_logprobs = response_logprobs(ref_policy, samples.prompt_ids, samples.prompt_mask,
                                              samples.response_ids, samples.response_mask)
-            scores = torch.as_tensor(reward_fn(batch_prompts, samples.texts), dtype=torch.float32)
+            scores = torch.as_tensor(reward_fn(batch_prompts, samples.texts), dtype=torch.float32, device=mask.device)
             rewards, kl = kl_shaped_rewards(scores, samples.logprobs, ref_logprobs, mask, kl_coef)
         row = {"step": step, "proxy_reward": scores.mean().item(), "kl": kl.sum(1).mean().item(),
                "kl_coef": kl_coef, "entropy": (-masked_mean(samples.logprobs, mask)).item(),
