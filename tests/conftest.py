@@ -22,3 +22,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+_NOTEBOOK_TIMES: list = []
+
+
+@pytest.fixture(scope="session")
+def notebook_times():
+    """Run results of the course notebooks executed in this session (rlhf_lab.course.RunResult)."""
+    return _NOTEBOOK_TIMES
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print each executed notebook's run time against its budget (COURSE.md) at the end of the session."""
+    if not _NOTEBOOK_TIMES:
+        return
+    terminalreporter.section("notebook run times (budget from COURSE.md, 2-core CPU)")
+    for r in _NOTEBOOK_TIMES:
+        over = "  over budget" if r.budget and r.seconds > r.budget else ""
+        terminalreporter.write_line(f"{r.name:<28}{r.seconds:7.1f} s  (budget {r.budget or 0:.0f} s){over}")
+    terminalreporter.write_line(f"{'total':<28}{sum(r.seconds for r in _NOTEBOOK_TIMES):7.1f} s")

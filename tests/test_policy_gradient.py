@@ -135,7 +135,8 @@ def test_short_run_raises_gold_reward_and_beats_the_reference(setup, algorithm):
     reference = models.frozen_copy(policy)
     model = _fresh(policy)
     config = pg.PGConfig(algorithm=algorithm, steps=16, prompts_per_step=8, samples_per_prompt=4,
-                         lr=3e-4 if algorithm == "rloo" else 1e-4, kl_coef=0.1, max_new_tokens=32, seed=0)
+                         lr=3e-4 if algorithm == "rloo" else 2e-4, kl_coef=0.1, max_new_tokens=32, seed=0,
+                         ppo_epochs=2)
     log = pg.train(model, reference, tokenizer, evaluation.gold_reward_fn, train_texts, config,
                    gold_fn=evaluation.gold_reward_fn, progress=False)
     gold = [r["gold_reward"] for r in log]
