@@ -285,7 +285,7 @@ def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: 
         mask = samples.response_mask.to(torch.float32)
         with torch.no_grad():
             ref_logprobs = response_logprobs(ref_policy, samples.prompt_ids, samples.prompt_mask,
-                                             samples.response_ids, samples.response_mask)
+                                             samples.response_ids, samples.response_mask, group=k)
             scores = torch.as_tensor(reward_fn(batch_prompts, samples.texts), dtype=torch.float32, device=mask.device)
             rewards, kl = kl_shaped_rewards(scores, samples.logprobs, ref_logprobs, mask, kl_coef)
         row = {"step": step, "proxy_reward": scores.mean().item(), "kl": kl.sum(1).mean().item(),
@@ -304,7 +304,7 @@ def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: 
             else:
                 adv = grpo_advantages(returns, k)
             logprobs = response_logprobs(policy, samples.prompt_ids, samples.prompt_mask,
-                                         samples.response_ids, samples.response_mask)
+                                         samples.response_ids, samples.response_mask, group=k)
             loss = -(adv.detach() * logprobs.sum(1)).mean()           # REINFORCE: E[A * grad log pi(y|x)]
             _step(loss, optimizer, params, cfg.max_grad_norm, step)
             row["loss"] = loss.item()

@@ -164,3 +164,41 @@ def test_too_long_is_a_clear_error(policy):
     model, tok = policy
     with pytest.raises(ValueError, match="positions"):
         sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=TINY.n_positions))
+
+
+def test_prefix_sharing_gives_the_same_logprobs_and_gradients(policy):
+    """response_logprobs(group=k) runs each of the k identical prompts once; numbers and gradients unchanged."""
+    model, tok = policy
+    k = 3
+    grouped = [p for p in PROMPTS for _ in range(k)]
+    out = sample(model, tok, grouped, SampleConfig(max_new_tokens=10), generator=_gen(4))
+    args = (out.prompt_ids, out.prompt_mask, out.response_ids, out.response_mask)
+    grads = []
+    for group in (1, k):
+        model.zero_grad()
+        logprobs = response_logprobs(model, *args, group=group)
+        logprobs.sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        if group == 1:
+            plain = logprobs.detach()
+    assert torch.allclose(logprobs.detach(), plain, atol=1e-5)
+    assert torch.allclose(plain, out.logprobs, atol=1e-5)          # and the sampling log-probs
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="runs of 3 identical prompts"):
+        response_logprobs(model, *(t[[0, 1, 3, 2, 4, 5]] for t in args[:2]),
+                          *(t[:6] for t in args[2:]), group=3)
+
+
+def test_shared_prefill_draws_the_same_samples(policy, monkeypatch):
+    """sample() prefills runs of identical prompts once; the draw is the one without sharing."""
+    import rlhf_lab.generation as generation
+
+    model, tok = policy
+    grouped = [p for p in PROMPTS for _ in range(4)]
+    assert generation._run_length(grouped) == 4 and generation._run_length(PROMPTS * 4) == 1
+    assert generation._run_length(grouped[:-1]) == 1
+    shared = sample(model, tok, grouped, SampleConfig(max_new_tokens=12), generator=_gen(5))
+    monkeypatch.setattr(generation, "_run_length", lambda prompts: 1)
+    plain = sample(model, tok, grouped, SampleConfig(max_new_tokens=12), generator=_gen(5))
+    assert torch.equal(shared.response_ids, plain.response_ids) and shared.texts == plain.texts
+    assert torch.allclose(shared.logprobs, plain.logprobs, atol=1e-5)
