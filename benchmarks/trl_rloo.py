@@ -22,6 +22,8 @@ Acceptance (issue #5): ours >= 1.5 x TRL in samples/s. Run it on an otherwise id
 Differences the settings cannot remove (they are part of what is compared):
   - generation: TRL samples with transformers' ``model.generate`` (logits processors, stopping criteria, a new
     cache per call); ours with a hand-written KV-cache loop (``rlhf_lab.generation.sample``).
+  - prefix sharing: ours runs each prompt once for its k samples (prefill, reference pass and update share
+    its keys and values, ``generation.response_logprobs(group=k)``); TRL runs every row's prompt.
   - old log-probs: TRL recomputes them in a second, no-grad forward pass of the policy (generate returns none);
     ours keeps those computed while sampling (the same numbers at temperature 1).
   - the loss: TRL's is the PPO-style clipped ratio per sequence; with one pass per batch (num_iterations=1) the
@@ -137,7 +139,7 @@ def ours_settings(s: Setting) -> dict[str, str]:
         "gradient clipping": f"{s.max_grad_norm}",
         "passes per batch": "1 (REINFORCE loss, one step)",
         "precision": "fp32, activation checkpointing False",
-        "generation": "rlhf_lab.generation.sample (KV-cache loop)",
+        "generation": "rlhf_lab.generation.sample (KV-cache loop, prefix sharing)",
         "old log-probs": "kept from sampling",
     }
 
