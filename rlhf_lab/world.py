@@ -199,8 +199,13 @@ def count_phrases(ws: Sequence[str], phrases: Sequence[str]) -> int:
     At most one phrase is counted per starting word (the phrases here never share a start).
     """
     text = " " + " ".join(ws) + " "
+    return len(_phrase_pattern(tuple(phrases)).findall(text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern:
     # a zero-width look-ahead counts every occurrence, overlapping ones too ("try try try": 3)
-    return len(re.findall(f"(?= (?:{'|'.join(map(re.escape, phrases))}) )", text))
+    return re.compile(f"(?= (?:{'|'.join(map(re.escape, phrases))}) )")
 
 
 def mentions(ws: Sequence[str], phrase: str) -> bool:
