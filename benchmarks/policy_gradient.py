@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--minibatches", type=int, default=None)
     parser.add_argument("--kl-coef", type=float, default=0.1, help="beta of the KL penalty (notebooks: 0.1)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--eval-samples", type=int, default=8,
+                        help="samples per held-out prompt for win rate and KL (8: 504 comparisons)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     policy, tokenizer = models.load_policy()
@@ -60,8 +62,10 @@ def main() -> None:
             seconds = time.perf_counter() - start
             samples = args.steps * config.prompts_per_step * config.samples_per_prompt
             tokens = sum(r["length"] for r in log) * config.prompts_per_step * config.samples_per_prompt
-            result = evaluation.compare(model, reference, tokenizer, test_texts, samples_per_prompt=2, seed=seed)
-            kl = evaluation.kl_to_reference(model, reference, tokenizer, test_texts, samples_per_prompt=2, seed=seed)
+            result = evaluation.compare(model, reference, tokenizer, test_texts, samples_per_prompt=args.eval_samples,
+                                        seed=seed)
+            kl = evaluation.kl_to_reference(model, reference, tokenizer, test_texts, samples_per_prompt=args.eval_samples,
+                                            seed=seed)
             print(f"{algorithm:<10}{seed:>5}{seconds / args.steps:8.2f}{samples / seconds:11.1f}"
                   f"{tokens / seconds:10.0f}{result.win_rate:10.1%}{kl:7.1f}", flush=True)
 
