@@ -208,8 +208,8 @@ def gold_feature_weights(prompts: Sequence[world.Prompt], n: int = 4000, seed: i
 
 
 # ----------------------------------------------------------------------------- the transformer reward model
-def load_reward_model(name_or_path: str | Path = DEFAULT_POLICY, *, device: str | torch.device = "cpu"
-                      ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_reward_model(name_or_path: str | Path = DEFAULT_POLICY, *, device: str | torch.device = "cpu",
+                      dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A transformer reward model and its tokenizer: a backbone with a scalar head (``num_labels=1``).
 
     ``name_or_path`` is either a reward model saved by :func:`save_reward_model` (head included) or a
@@ -217,13 +217,16 @@ def load_reward_model(name_or_path: str | Path = DEFAULT_POLICY, *, device: str 
     new, initialised to small random weights, and the model must be trained (:func:`train_reward_model`).
     The head reads the hidden state of the last non-pad token: ``config.pad_token_id`` is set from the
     tokenizer (EOS when it has no pad token) so that ``GPT2ForSequenceClassification`` can find it, and
-    the tokenizer pads on the right. Returns the model (float32, eval mode, on ``device``) and tokenizer.
+    the tokenizer pads on the right. ``dtype``: the weights' dtype, float32 when None (pass ``torch.bfloat16``
+    to score with a big hub model on a GPU; train in float32). Returns the model (eval mode, on ``device``)
+    and tokenizer.
     """
     source = resolve_model_source(name_or_path)
     with _quiet_transformers():  # "score.weight newly initialised" is expected when starting from an LM
         tokenizer = AutoTokenizer.from_pretrained(source)
         dtype_kw = "dtype" if transformers_at_least(4, 56) else "torch_dtype"
-        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **{dtype_kw: torch.float32})
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1,
+                                                                   **{dtype_kw: dtype or torch.float32})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"

@@ -191,6 +191,8 @@ def test_save_load_round_trip_gives_identical_scores(policy_path, tmp_path):
     assert json.loads((tmp_path / "rm" / rm.INFO_FILE).read_text()) == {"note": "test"}
     loaded, loaded_tok = rm.load_reward_model(tmp_path / "rm")
     torch.testing.assert_close(rm.score(loaded, loaded_tok, prompts, responses), before, atol=0, rtol=0)
+    half, _ = rm.load_reward_model(tmp_path / "rm", dtype=torch.bfloat16)   # as for a big model on a GPU
+    assert half.score.weight.dtype == torch.bfloat16 and loaded.score.weight.dtype == torch.float32
     with pytest.raises(FileNotFoundError):
         rm.load_reward_model(tmp_path / "missing")
 
