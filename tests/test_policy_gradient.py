@@ -171,8 +171,8 @@ def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
     policy, tokenizer, train_texts, _ = setup
     reward_net, reward_tokenizer = rm.default_reward_model(progress=False)
     model = _fresh(policy)
-    config = pg.PGConfig(algorithm="rloo", steps=30, prompts_per_step=16, samples_per_prompt=4, lr=1e-3,
-                         kl_coef=0.0, max_new_tokens=32, seed=0)
+    config = pg.PGConfig(algorithm="rloo", steps=30, prompts_per_step=8, samples_per_prompt=4, lr=1e-3,
+                         kl_coef=0.0, max_new_tokens=32, seed=0)   # half notebook 05's batch: ~20 s
     log = pg.train(model, models.frozen_copy(policy), tokenizer,
                    lambda p, r: rm.score(reward_net, reward_tokenizer, p, r), train_texts, config,
                    gold_fn=evaluation.gold_reward_fn, progress=False)
