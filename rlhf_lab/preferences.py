@@ -334,19 +334,29 @@ def deduplicate(records: Iterable[PreferenceRecord]) -> list[PreferenceRecord]:
 
 
 def to_trl(records: Iterable[PreferenceRecord], include_ties: bool = False,
-           metadata: bool = True) -> list[dict[str, Any]]:
+           metadata: bool = True, framed: bool = False) -> list[dict[str, Any]]:
     """Records as TRL's standard preference rows ``{"prompt", "chosen", "rejected", ...}``.
 
     Ready for ``datasets.Dataset.from_list`` and TRL's ``DPOTrainer`` / ``RewardTrainer``.
     Ties are left out unless ``include_ties`` (a trainer would read a tie as A preferred).
     ``metadata=True`` adds ``rater``, ``time``, ``tie``, ``source`` so ``from_trl`` restores
     the records exactly; ``metadata=False`` gives the three TRL keys only.
+    ``framed=True`` writes the texts as the course's models see them, ``models.format_prompt(prompt)``
+    (``"User: ...\nAssistant:"``) and ``models.format_response(reply)``, so that TRL, which joins
+    prompt + reply, trains the tiny policy on exactly the tokens notebook 07's DPO uses. Such a file is
+    for a trainer: read back as records, its texts keep the frame.
     """
+    if framed:
+        from rlhf_lab.models import format_prompt, format_response
     rows = []
     for r in records:
         if r.tie and not include_ties:
             continue
-        rows.append(r.to_dict() if metadata else {"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected})
+        row = r.to_dict() if metadata else {"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
+        if framed:
+            row.update(prompt=format_prompt(r.prompt), chosen=format_response(r.chosen),
+                       rejected=format_response(r.rejected))
+        rows.append(row)
     return rows
 
 
@@ -356,12 +366,12 @@ def from_trl(rows: Iterable[dict[str, Any]]) -> list[PreferenceRecord]:
 
 
 def write_trl_jsonl(path: str | os.PathLike, records: Iterable[PreferenceRecord],
-                    include_ties: bool = False, metadata: bool = True) -> Path:
+                    include_ties: bool = False, metadata: bool = True, framed: bool = False) -> Path:
     """Write ``to_trl(records, ...)`` as JSONL atomically (all or nothing); returns the path.
 
     The file reads back with ``read_preferences`` or ``datasets.load_dataset("json", data_files=...)``.
     """
-    rows = to_trl(records, include_ties=include_ties, metadata=metadata)
+    rows = to_trl(records, include_ties=include_ties, metadata=metadata, framed=framed)
     data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     _atomic_write(Path(path), data)
     return Path(path)

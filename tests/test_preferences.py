@@ -208,6 +208,16 @@ def test_trl_round_trip_is_lossless(tmp_path):
     assert read_preferences(path) == records
 
 
+def test_framed_trl_rows_are_what_the_tiny_policy_reads():
+    """framed=True: TRL joins prompt + reply, which must give format_prompt(prompt) + format_response(reply)."""
+    from rlhf_lab.models import format_prompt, format_response
+
+    row = to_trl([rec(1)], metadata=False, framed=True)[0]
+    assert row == {"prompt": "User: prompt 1\nAssistant:", "chosen": " good 1", "rejected": " bad 1"}
+    assert row["prompt"] + row["chosen"] == format_prompt("prompt 1") + format_response("good 1")
+    assert to_trl([rec(1)], framed=True)[0]["rater"] == rec(1).rater        # metadata columns stay
+
+
 def test_trl_rows_load_as_a_dataset():
     datasets = pytest.importorskip("datasets")
     ds = datasets.Dataset.from_list(to_trl([rec(1), rec(2, source="s")]))
