@@ -158,23 +158,34 @@ def _shared_prefix_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pr
                                     prompt_ids[::group].unsqueeze(1).expand(-1, group, -1)):
         raise ValueError(f"group={group}: the {B} rows must come in runs of {group} identical prompts "
                          "(as [p0, p0, ..., p1, p1, ...]); pass group=1 otherwise")
-    unique_mask = prompt_mask[::group]
-    cache_kw = _cache_argument(model)
-    out = model(input_ids=prompt_ids[::group], attention_mask=unique_mask,
-                position_ids=position_ids_from_mask(unique_mask), use_cache=True)
-    first = out.logits[:, -1:].repeat_interleave(group, dim=0)   # (B, 1, V): predicts response token 0
+    last, cache = _prefill(model, prompt_ids, prompt_mask, group)
+    first = last.unsqueeze(1)                                     # (B, 1, V): predicts response token 0
     if T == 1:
         logits = first
     else:
-        cache = getattr(out, cache_kw)
-        cache.batch_repeat_interleave(group)                      # each prompt's keys and values, k times
         attention_mask = torch.cat([prompt_mask, response_mask[:, :-1]], dim=1)
         rest = model(input_ids=response_ids[:, :-1], attention_mask=attention_mask,
                      position_ids=position_ids_from_mask(attention_mask)[:, P:], use_cache=True,
-                     **{cache_kw: cache}).logits                  # (B, T - 1, V): predict tokens 1 .. T - 1
+                     **{_cache_argument(model): cache}).logits   # (B, T - 1, V): predict tokens 1 .. T - 1
         logits = torch.cat([first, rest], dim=1)
     logprobs = token_logprobs(logits, response_ids)
     return logprobs * response_mask.to(logprobs.dtype)
+
+
+def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group: int = 1):
+    """Run the left-padded prompts (B, P), each run of ``group`` identical rows once (prefix sharing).
+
+    Returns the logits at the last prompt column, (B, V), and the KV cache of the prompts for all B rows
+    (each prompt's keys and values repeated ``group`` times).
+    """
+    mask = prompt_mask[::group]
+    out = model(input_ids=prompt_ids[::group], attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                use_cache=True)
+    logits, cache = out.logits[:, -1], getattr(out, _cache_argument(model))
+    if group > 1:
+        cache.batch_repeat_interleave(group)
+        logits = logits.repeat_interleave(group, dim=0)
+    return logits, cache
 
 
 def sequence_logprob(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
@@ -234,14 +245,8 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts:
     cache_kw = _cache_argument(model)
     # Prefill: the prompts once. When they come in runs of g identical prompts (k samples per prompt),
     # each is run once and its keys and values are repeated g times (prefix sharing; same numbers).
-    g = _run_length(prompts)
-    out = model(input_ids=prompt_ids[::g], attention_mask=prompt_mask[::g], position_ids=position_ids[::g],
-                use_cache=True)
-    past = getattr(out, cache_kw)                               # keys and values of every token so far
-    logits = out.logits[:, -1].float()                          # (B / g, V) next-token logits
-    if g > 1:
-        past.batch_repeat_interleave(g)
-        logits = logits.repeat_interleave(g, dim=0)             # (B, V)
+    logits, past = _prefill(model, prompt_ids, prompt_mask, _run_length(prompts))   # past: keys and values so far
+    logits = logits.float()                                     # (B, V) next-token logits
     for t in range(config.max_new_tokens):
         next_token = _draw(logits, config, generator)           # (B,)
         next_token = torch.where(alive, next_token, torch.full_like(next_token, pad_id))
