@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf_lab import world
 from rlhf_lab.generation import Batch, encode, sequence_logprob
 from rlhf_lab.preferences import PreferenceRecord
 from rlhf_lab.reward_model import accuracy, bradley_terry_loss, group_batches, tie_targets
@@ -129,7 +130,7 @@ def implicit_reward(policy: PreTrainedModel, ref: PreTrainedModel, tokenizer: Pr
     It equals the reward the policy is optimal for, up to a per-prompt constant ``beta * log Z(x)``, so it
     ranks two responses to the same prompt the way that reward does (but cannot compare across prompts).
     """
-    prompts = [getattr(p, "text", p) for p in prompts]   # world.Prompt or plain text
+    prompts = [world.prompt_text(p) for p in prompts]
     batch = encode(tokenizer, list(prompts), list(responses))
     return beta * (sequence_logprobs(policy, batch, batch_size) - sequence_logprobs(ref, batch, batch_size))
 

@@ -154,7 +154,7 @@ def best_of_n_pool(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, 
     ``generation.sample`` on that list with ``torch.Generator().manual_seed(seed)``.
     """
     best_of_n_kl(n)
-    prompts = [getattr(p, "text", p) for p in prompts]
+    prompts = [world.prompt_text(p) for p in prompts]
     batch = [p for p in prompts for _ in range(n)]
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     texts = [t for i in range(0, len(batch), chunk)
@@ -372,7 +372,7 @@ def _best_of_n_texts(bon: BestOfN, tokenizer: PreTrainedTokenizerBase, prompts: 
     if bon.pool is None:
         batch = [p for p in prompts for _ in range(samples_per_prompt)]
         return best_of_n_pool(bon.base, tokenizer, batch, bon.n, proxy_fn, gold_fn, max_new_tokens, seed).picks(bon.n)
-    if bon.pool.prompts != [getattr(p, "text", p) for p in prompts]:
+    if bon.pool.prompts != [world.prompt_text(p) for p in prompts]:
         raise ValueError("BestOfN.pool was drawn on other prompts than the table's: draw it on the same list")
     if bon.n * samples_per_prompt > bon.pool.n_max:
         raise ValueError(f"best-of-{bon.n} x {samples_per_prompt} samples per prompt needs "
@@ -448,7 +448,7 @@ def blind_pairs(prompts: Sequence[str], texts_a: Sequence[str], texts_b: Sequenc
                          f"{len(texts_a)} responses of {name_a} and {len(texts_b)} of {name_b}")
     rng = random.Random(seed)
     a_first = [rng.random() < 0.5 for _ in prompts]
-    pairs = [(getattr(p, "text", p), a, b) if first else (getattr(p, "text", p), b, a)
+    pairs = [(world.prompt_text(p), a, b) if first else (world.prompt_text(p), b, a)
              for p, a, b, first in zip(prompts, texts_a, texts_b, a_first)]
     return BlindPairs(pairs, name_a, name_b, a_first)
 

@@ -488,7 +488,7 @@ class CachedScorer:
         self.cache: dict[tuple[str, str], float] = {}
 
     def __call__(self, prompts: Sequence[world.Prompt | str], responses: Sequence[str]) -> torch.Tensor:
-        keys = [(p.text if isinstance(p, world.Prompt) else p, r) for p, r in zip(prompts, responses)]
+        keys = [(world.prompt_text(p), r) for p, r in zip(prompts, responses)]
         todo = list(dict.fromkeys(k for k in keys if k not in self.cache))
         if todo:
             rewards = score(self.model, self.tokenizer, [p for p, _ in todo], [r for _, r in todo], self.batch_size)

@@ -31,7 +31,7 @@ from typing import Literal, Union
 import ipywidgets as w
 
 from rlhf_lab.preferences import PreferenceRecord, PreferenceStore, ScoreRecord, ScoreStore
-from rlhf_lab.world import Prompt, SimulatedRater, gold_reward
+from rlhf_lab.world import Prompt, SimulatedRater, gold_reward, prompt_text
 
 #: A prompt as the raters take it: a ``world.Prompt`` or its plain text.
 PromptLike = Union[Prompt, str]
@@ -114,12 +114,6 @@ class Quiz:
 
 
 # ------------------------------------------------------------------------------------ the raters
-def _prompt_text(prompt: PromptLike) -> str:
-    """The text of a ``world.Prompt``, or the string itself."""
-    text = getattr(prompt, "text", prompt)
-    if not isinstance(text, str):
-        raise TypeError(f"a prompt must be a str or a world.Prompt, got {type(prompt).__name__}")
-    return text
 
 
 def _open_store(store: StoreLike, kind: type[PreferenceStore]) -> PreferenceStore:
@@ -314,7 +308,7 @@ class PairwiseRater(_Rater):
         for i, pair in enumerate(pairs):
             if len(pair) != 3 or not all(isinstance(r, str) for r in pair[1:]):
                 raise ValueError(f"pair {i} must be (prompt, response, response) with str responses, got {pair!r}")
-            self.pairs.append((_prompt_text(pair[0]), pair[1], pair[2]))
+            self.pairs.append((prompt_text(pair[0]), pair[1], pair[2]))
         rng = random.Random(seed)
         #: swapped[i]: pair i shows its second response as A (only ever True when blind)
         self.swapped = [bool(blind) and rng.random() < 0.5 for _ in self.pairs]
@@ -409,7 +403,7 @@ class ScoreRater(_Rater):
         for i, item in enumerate(items):
             if len(item) != 2 or not isinstance(item[1], str):
                 raise ValueError(f"item {i} must be (prompt, response) with a str response, got {item!r}")
-            self.items.append((_prompt_text(item[0]), item[1]))
+            self.items.append((prompt_text(item[0]), item[1]))
         super().__init__(len(self.items), list(self.items), store, rater_name, source, resume)
         self._prompt = w.HTML()
         self._response = w.HTML()
@@ -555,7 +549,7 @@ def rate_scores(items: Sequence[Item], store: StoreLike, *, mode: Mode, rater_na
     simulated_rater = simulated_rater or SimulatedRater()
     records = []
     for prompt, response in items:
-        record = ScoreRecord(prompt=_prompt_text(prompt), response=response,
+        record = ScoreRecord(prompt=prompt_text(prompt), response=response,
                              score=simulated_score(simulated_rater, prompt, response), rater=simulated_rater.name,
                              source=source)
         store.append(record)

@@ -52,6 +52,14 @@ class Prompt:
     kind: str    # "plan", "question" or "request"
 
 
+def prompt_text(prompt: Prompt | str) -> str:
+    """The text of a :class:`Prompt`, or the string itself (every function that takes either calls this)."""
+    text = getattr(prompt, "text", prompt)
+    if not isinstance(text, str):
+        raise TypeError(f"a prompt must be a str or a world.Prompt, got {type(prompt).__name__}")
+    return text
+
+
 # (topic, verb phrase for "my plan to ...", noun phrase for "advice on ...", how a reply names it)
 TOPICS: tuple[tuple[str, str, str, str], ...] = (
     ("garden", "start a vegetable garden", "my vegetable garden", "your garden"),
@@ -395,7 +403,7 @@ class SimulatedRater:
 
     def rate(self, prompt: Prompt | str, a: str, b: str, source: str | None = None) -> PreferenceRecord:
         """Show ``a`` and ``b``, record the choice as a ``PreferenceRecord``."""
-        text = prompt.text if isinstance(prompt, Prompt) else prompt
+        text = prompt_text(prompt)
         chosen, rejected = (a, b) if self.prefers_first(prompt, a, b) else (b, a)
         return PreferenceRecord(text, chosen, rejected, rater=self.name, source=source)
 
