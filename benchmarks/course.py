@@ -29,7 +29,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.keep_artifacts:   # before rlhf_lab is imported: kernels and rlhf_lab.paths read it
         os.environ["RLHF_LAB_ARTIFACTS"] = tempfile.mkdtemp(prefix="rlhf-lab-course-")
-    from rlhf_lab import course
+    from rlhf_lab import course, evaluation
     from rlhf_lab.paths import ARTIFACTS
 
     out = args.out or Path(tempfile.mkdtemp(prefix="rlhf-lab-executed-"))
@@ -53,12 +53,9 @@ def main() -> int:
 
     table = ARTIFACTS / "evaluation" / "table.json"
     if table.exists():
-        rows = json.loads(table.read_text())
+        rows = [evaluation.ReportRow(**row) for row in json.loads(table.read_text())]
         print(f"\nNotebook 08's table ({table}):")
-        keys = list(rows[0])
-        print("".join(f"{k:>14}" for k in keys))
-        for row in rows:
-            print("".join(f"{v:>14.3f}" if isinstance(v, float) else f"{str(v):>14}" for v in row.values()))
+        print(evaluation.format_table(rows))
     else:
         print(f"\nno evaluation table at {table} (notebook 08 writes it)")
     return 0 if all(r.ok for r in results) else 1
