@@ -1,14 +1,21 @@
-"""The simulated-human world: prompts, a gold reward, and a simulated rater.
+"""The simulated-human world: prompts, a gold reward that reads like a careful person, a simulated rater.
 
-Real RLHF needs people to read pairs of responses and click the better one. A class
-cannot click thousands of pairs, so the course ships a small world where "what people
-prefer" is written down as a readable Python function, the **gold reward**:
+Real RLHF needs people to read pairs of replies and click the better one. A class cannot click
+thousands of pairs, so the course ships a small world where "what people prefer" is written down
+as a readable Python function, the **gold reward**. It reads a reply sentence by sentence, as a
+careful reader does, and adds up named parts (``gold_reward_parts``):
 
-* **helpful**: the response gives concrete advice ("try", "start by", "you could", ...),
-* **on topic**: it mentions what the prompt is about (the prompt's topic, e.g. "garden"),
-* **polite**: "please", "thanks", "good luck" help; "whatever", "stupid", "no idea" hurt,
-* **not repetitive**: saying the same word pair again and again costs more and more,
-* **not too long, not empty**: about 8 to 30 words is fine; shorter or longer costs.
+* **answers**: the reply contains a sentence that answers what was asked (a time for "how much
+  time", a verdict with a reason for "is this a good plan", a first step for "how do I", ...),
+* **helpful**: general advice helps a little; hedging ("It depends.") does not,
+* **on_topic** / **off_topic**: naming the prompt's topic earns; naming another topic costs,
+* **polite**: "please", "thanks", "good luck" help; "whatever", "stupid" hurt,
+* **well_formed**: every sentence must be a sentence of the world (``phrasebook.py``); a garbled
+  or merged sentence costs,
+* **finished**: a reply whose last sentence is cut off (or that never ended) costs,
+* **order**: a greeting comes first and a sign-off last; anywhere else they cost,
+* **repetitive**: saying the same sentence twice costs,
+* **length**: about 8 to 30 words is fine; shorter or longer costs.
 
 A **simulated rater** reads two responses and prefers A with probability
 ``sigmoid((gold(A) - gold(B)) / temperature)`` (the Bradley-Terry model). The temperature is
@@ -17,9 +24,10 @@ values are coin flips. Because the gold reward is known, we can compute things r
 only guess: the best accuracy any reward model could reach on these noisy clicks
 (``bayes_ceiling``), and whether a policy's reward is real or a loophole (over-optimisation).
 
-Responses here come from ``candidate_responses``: sentences glued from small templates, of
-mixed quality, so the world needs no model at all. The tiny language model of notebook 04 is
-pretrained on exactly these responses (``response_corpus``).
+Replies here come from ``candidate_responses``: sentences of the phrasebook in a row, of mixed
+quality (with the mistakes above), so the world needs no model at all. The tiny language model
+of notebook 04 is pretrained on fluent replies of the same world (``response_corpus``): their
+grammar is right, their content is mixed.
 
 Run ``python -m rlhf_lab.world`` to see a few prompts, candidates and their gold parts, and
 ``python -m rlhf_lab.world --write-prompts`` to rebuild ``data/prompts.jsonl``.
@@ -37,10 +45,13 @@ from pathlib import Path
 from typing import Sequence
 
 from rlhf_lab.paths import DATA
+from rlhf_lab.phrasebook import (ADVICE, ANSWER_KINDS, ANSWERS, CLOSINGS, EITHER_END, GREETINGS, OPINIONS, POLITE, RUDE,
+                                 RUDE_LINES, SHORT, SUGGESTIONS, TEMPLATES, TOPIC_LINES, TOPICS, VAGUE)
 from rlhf_lab.preferences import DataFileError, PreferenceRecord
 
 PROMPTS_PATH = DATA / "prompts.jsonl"
 KINDS = ("plan", "question", "request")
+TOPIC_REF = {t: ref for t, _, _, ref in TOPICS}
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -51,6 +62,11 @@ class Prompt:
     topic: str   # lowercase topic word/phrase, e.g. "garden" or "job interview"
     kind: str    # "plan", "question" or "request"
 
+    @property
+    def asks(self) -> tuple[str, ...]:
+        """The answer kinds that answer this prompt (``phrasebook.ANSWER_KINDS``); () if unknown."""
+        return asks_of(self.text)
+
 
 def prompt_text(prompt: Prompt | str) -> str:
     """The text of a :class:`Prompt`, or the string itself (every function that takes either calls this)."""
@@ -60,73 +76,26 @@ def prompt_text(prompt: Prompt | str) -> str:
     return text
 
 
-# (topic, verb phrase for "my plan to ...", noun phrase for "advice on ...", how a reply names it)
-TOPICS: tuple[tuple[str, str, str, str], ...] = (
-    ("garden", "start a vegetable garden", "my vegetable garden", "your garden"),
-    ("budget", "stick to a monthly budget", "my monthly budget", "your budget"),
-    ("marathon", "run a marathon", "training for a marathon", "the marathon"),
-    ("python", "learn Python", "learning Python", "Python"),
-    ("guitar", "learn the guitar", "playing the guitar", "the guitar"),
-    ("job interview", "prepare for a job interview", "my job interview", "your job interview"),
-    ("new city", "move to a new city", "moving to a new city", "the new city"),
-    ("cooking", "get into cooking at home", "cooking at home", "cooking"),
-    ("sleep", "fix my sleep schedule", "my sleep schedule", "your sleep"),
-    ("bike", "ride my bike to work", "riding my bike to work", "the bike"),
-    ("spanish", "learn Spanish", "learning Spanish", "Spanish"),
-    ("savings", "build up my savings", "my savings", "your savings"),
-    ("dog", "adopt a dog", "adopting a dog", "the dog"),
-    ("kitchen", "fix up my kitchen", "fixing up my kitchen", "your kitchen"),
-    ("blog", "start a blog", "starting a blog", "your blog"),
-    ("piano", "learn the piano", "playing the piano", "the piano"),
-    ("chess", "get better at chess", "playing chess", "chess"),
-    ("diet", "eat a healthier diet", "a healthier diet", "your diet"),
-    ("exam", "pass my math exam", "my math exam", "the exam"),
-    ("camping", "go camping this summer", "a camping trip", "camping"),
-    ("wedding", "plan a small wedding", "a small wedding", "the wedding"),
-    ("books", "read more books", "reading more books", "the books"),
-    ("yoga", "start doing yoga", "doing yoga", "yoga"),
-    ("coffee", "drink less coffee", "drinking less coffee", "coffee"),
-    ("birthday party", "throw a birthday party", "a birthday party", "the birthday party"),
-    ("photography", "take up photography", "learning photography", "photography"),
-    ("resume", "update my resume", "my resume", "your resume"),
-    ("startup", "launch a small startup", "a small startup", "the startup"),
-    ("swimming", "take swimming lessons", "swimming lessons", "swimming"),
-    ("meditation", "try meditation every morning", "daily meditation", "meditation"),
-    ("apartment", "rent a new apartment", "renting an apartment", "the apartment"),
-    ("car", "buy a used car", "buying a used car", "the car"),
-    ("painting", "take up painting", "painting with watercolors", "painting"),
-    ("podcast", "start a podcast", "starting a podcast", "the podcast"),
-    ("vacation", "plan a beach vacation", "a beach vacation", "the vacation"),
-    ("gym", "go to the gym three times a week", "going to the gym", "the gym"),
-    ("garage", "clean out the garage", "cleaning out the garage", "the garage"),
-    ("phone", "spend less time on my phone", "screen time on my phone", "your phone"),
-    ("volunteering", "start volunteering on weekends", "volunteering", "volunteering"),
-    ("bread", "bake my own bread", "baking bread", "the bread"),
-    ("team", "lead a new team at work", "leading a team at work", "your team"),
-    ("hiking", "go hiking in the mountains", "hiking in the mountains", "hiking"),
-    ("knitting", "learn knitting", "knitting a scarf", "knitting"),
-    ("taxes", "do my own taxes", "doing my own taxes", "your taxes"),
-    ("house plants", "keep my house plants alive", "my house plants", "your house plants"),
-)
-TOPIC_REF = {t: ref for t, _, _, ref in TOPICS}
+@functools.lru_cache(maxsize=1)
+def _template_patterns() -> list[tuple[re.Pattern, tuple[str, ...]]]:
+    out = []
+    for templates in TEMPLATES.values():
+        for template, asks in templates:
+            pattern = re.escape(template).replace(re.escape("{plan}"), ".+").replace(re.escape("{about}"), ".+")
+            out.append((re.compile(f"^{pattern}$"), asks))
+    return out
 
-TEMPLATES: dict[str, tuple[str, ...]] = {
-    "plan": ("What do you think about my plan to {plan}?",   # the seed lesson's question, made concrete
-             "I want to {plan}. Is this a good plan?",
-             "My plan is to {plan} next month. What do you think?",
-             "Should I {plan} this year?",
-             "Is it a good idea to {plan}?"),
-    "question": ("What is the best way to {plan}?",
-                 "How do I {plan} without stress?",
-                 "What should I know about {about}?",
-                 "Is it hard to {plan}?",
-                 "How much time does it take to {plan}?"),
-    "request": ("Please give me some advice on {about}.",
-                "Can you help me {plan}?",
-                "Help me make a plan to {plan}.",
-                "Give me one tip for {about}.",
-                "I need help with {about}."),
-}
+
+@functools.lru_cache(maxsize=4096)
+def asks_of(text: str) -> tuple[str, ...]:
+    """What a prompt text asks for, from its template: e.g. ``("time",)`` for "How much time does it take to ...?".
+
+    A free-text prompt that matches no template asks for nothing the gold reward can check: ``()``.
+    """
+    for pattern, asks in _template_patterns():
+        if pattern.match(text.strip()):
+            return asks
+    return ()
 
 
 def build_prompts(seed: int = 0) -> list[Prompt]:
@@ -139,7 +108,7 @@ def build_prompts(seed: int = 0) -> list[Prompt]:
         picks += [("plan", t) for t in rng.sample(TEMPLATES["plan"][1:], 2)]
         picks += [("question", t) for t in rng.sample(TEMPLATES["question"], 2)]
         picks += [("request", t) for t in rng.sample(TEMPLATES["request"], 2)]
-        for kind, template in picks:
+        for kind, (template, _) in picks:
             text = template.format(plan=plan, about=about)
             if topic_of(text) != topic:
                 raise AssertionError(f"prompt {text!r} should have the single topic {topic!r}")
@@ -221,43 +190,148 @@ def mentions(ws: Sequence[str], phrase: str) -> bool:
     return count_phrases(ws, [phrase.lower()]) > 0
 
 
+# a look-ahead, so that neighbouring topics are both found ("garden bike")
+_TOPIC_PATTERN = re.compile("(?= (" + "|".join(re.escape(t) for t, *_ in sorted(TOPICS, key=lambda t: -len(t[0]))) + ") )")
+
+
+@functools.lru_cache(maxsize=65536)
+def topics_in(text: str) -> frozenset[str]:
+    """Every known topic that ``text`` names (as whole words): ``"Good luck with your diet!"`` -> {"diet"}."""
+    return frozenset(_TOPIC_PATTERN.findall(" " + " ".join(words(text)) + " "))
+
+
 @functools.lru_cache(maxsize=4096)
 def topic_of(text: str) -> str | None:
     """The known topic mentioned in ``text`` (the longest if several), or None."""
-    ws = words(text)
-    found = [t for t, *_ in TOPICS if mentions(ws, t)]
+    found = topics_in(text)
     return max(found, key=len) if found else None
-
-
-def repeated_fraction(ws: Sequence[str]) -> float:
-    """Fraction of word pairs (bigrams) that already occurred earlier: 0 = no repeats.
-
-    ``"try this try this try this"`` has bigrams (try this), (this try), (try this), ...: 3 of 5 repeat.
-    """
-    pairs = list(zip(ws, ws[1:]))
-    return 1 - len(set(pairs)) / len(pairs) if pairs else 0.0
 
 
 STOPWORDS = frozenset("a an the and or but to of in on for at by with my your i you me is it this that "
                       "what how do does should can about any some think would could".split())
 
 
-# ----------------------------------------------------------------------------- gold reward
-HELPFUL = ("try", "start by", "start small", "you could", "step", "steps", "first", "write down",
-           "make a list", "practice", "ask", "plan a")
-POLITE = ("please", "thanks", "thank you", "happy to help", "good luck", "hope this helps")
-RUDE = ("whatever", "stupid", "no idea", "figure it out yourself", "do not care", "waste of time", "boring")
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """A reply's complete sentences (each ending in . ! or ?) and what is left after the last one.
+
+    ``"Hi! Try a small test run before you"`` -> ``(["Hi!"], "Try a small test run before you")``.
+    Spaces are normalised to one between words.
+    """
+    text = " ".join(text.split())
+    found = re.findall(r"[^.!?]*[.!?]+", text)
+    rest = text[sum(len(s) for s in found):].strip()
+    return [s.strip() for s in found if s.strip()], rest
 
 
-def length_score(n_words: int) -> float:
-    """0 for 8-30 words; empty -4, 1-2 words -2.5, 3-7 words -0.25 per missing word, -0.1 per word over 30."""
-    if n_words == 0:
-        return -4.0
-    if n_words <= 2:
-        return -2.5
-    if n_words < 8:
-        return -0.25 * (8 - n_words)
-    return -0.1 * max(0, n_words - 30)
+# ----------------------------------------------------------------------------- reading a reply
+@dataclass(frozen=True)
+class Role:
+    """What a phrasebook sentence does in a reply."""
+    role: str                # greeting, opinion, topic, answer, advice, vague, rude, closing, suggestion, short
+    topic: str | None = None  # the topic it names, if any
+    kind: str | None = None   # for an answer: which ANSWER_KINDS it is
+
+
+def _capitalised(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+@functools.lru_cache(maxsize=1)
+def grammar() -> dict[str, Role]:
+    """Every well-formed sentence of the world, with its :class:`Role` (built once from ``phrasebook``)."""
+    g: dict[str, Role] = {}
+    for role, lines in (("short", SHORT), ("vague", VAGUE), ("rude", RUDE_LINES), ("opinion", OPINIONS),
+                        ("greeting", GREETINGS), ("advice", ADVICE)):
+        g.update({s: Role(role) for s in lines if s})
+    for topic, ref in TOPIC_REF.items():
+        for s in TOPIC_LINES:
+            g[_capitalised(s.format(ref=ref))] = Role("topic", topic)
+        for s in ADVICE:                                # "For your garden, start small and build up slowly."
+            g[f"For {ref}, {s[0].lower()}{s[1:]}"] = Role("advice", topic)
+        for s in CLOSINGS:
+            g[s.format(ref=ref)] = Role("closing", topic if "{ref}" in s else None)
+        for s in SUGGESTIONS:
+            g[s.format(ref=ref)] = Role("suggestion", topic)
+        for kind, s in zip(ANSWER_KINDS, ANSWERS[topic]):
+            g[s] = Role("answer", topic, kind)
+    return g
+
+
+def _core(sentence: str) -> str:
+    """A sentence without its "For <topic>," lead-in, lowercased: what counts as "the same sentence"."""
+    return " ".join(words(re.sub(r"^For [^,]+, ", "", sentence)))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a careful reader notices in one reply: the counts the gold reward is made of."""
+    n_words: int              # words in the reply
+    fitting_answers: int      # sentences that answer what the prompt asks
+    other_answers: int        # answers about the prompt's topic, but to another question
+    advice: int               # distinct general advice sentences
+    vague: int                # hedges: "It depends.", "Maybe."
+    names_topic: bool         # the prompt's topic is named somewhere
+    off_topic: int            # sentences that name another topic
+    polite: int               # polite phrases
+    rude: int                 # rude phrases
+    malformed: int            # complete sentences that are not in the phrasebook
+    unfinished: bool          # the last sentence is cut off, or the reply never ended
+    misplaced: int            # greetings after the start, sign-offs before the end
+    repeated: int             # sentences said before in the same reply
+
+
+def read_reply(prompt: Prompt | str, response: str, ended: bool = True) -> Reading:
+    """Read ``response`` to ``prompt`` sentence by sentence (see :class:`Reading`).
+
+    ``ended=False`` says the reply never ended (the policy hit its token limit without end-of-sequence).
+    """
+    topic = prompt.topic if isinstance(prompt, Prompt) else topic_of(prompt_text(prompt))
+    asks = asks_of(prompt_text(prompt))
+    sentences, rest = split_sentences(response)
+    g = grammar()
+    roles = [g.get(s) for s in sentences]
+    ws = words(response)
+    seen: set[str] = set()
+    repeated = 0
+    for s in sentences:
+        core = _core(s)
+        repeated += core in seen
+        seen.add(core)
+    named = [topics_in(s) for s in sentences + ([rest] if rest else [])]
+    kinds = [None if s in EITHER_END else r.role if r else None for s, r in zip(sentences, roles)]
+    last_other = max((i for i, k in enumerate(kinds) if k != "closing"), default=-1)
+    first_other = next((i for i, k in enumerate(kinds) if k != "greeting"), len(kinds))
+    return Reading(
+        n_words=len(ws),
+        fitting_answers=sum(r is not None and r.role == "answer" and r.topic == topic and r.kind in asks for r in roles),
+        other_answers=sum(r is not None and r.role == "answer" and r.topic == topic and r.kind not in asks
+                          for r in roles),
+        advice=len({_core(s) for s, r in zip(sentences, roles) if r is not None and r.role == "advice"}),
+        vague=sum(k == "vague" for k in kinds),
+        names_topic=on_topic(prompt, ws),
+        off_topic=sum(bool(t - {topic}) for t in named) if topic is not None else 0,
+        polite=count_phrases(ws, POLITE),
+        rude=count_phrases(ws, RUDE),
+        malformed=sum(r is None for r in roles),
+        unfinished=bool(rest) or not ended,
+        misplaced=sum(k == "greeting" and i >= first_other for i, k in enumerate(kinds))
+                  + sum(k == "closing" and i < last_other for i, k in enumerate(kinds)),
+        repeated=repeated,
+    )
+
+
+def is_well_formed(sentence: str) -> bool:
+    """Is ``sentence`` (one complete sentence) a sentence of the world's phrasebook?"""
+    return " ".join(sentence.split()) in grammar()
+
+
+def fluency(responses: Sequence[str], ended: Sequence[bool] | None = None) -> dict[str, float]:
+    """How fluent a set of replies is: ``well_formed``, the share of complete sentences that are in the
+    phrasebook, and ``ended``, the share of replies that ended (end-of-sequence written; all if not given)."""
+    sentences = [s for r in responses for s in split_sentences(r)[0]]
+    ended = [True] * len(responses) if ended is None else list(ended)
+    return {"well_formed": sum(map(is_well_formed, sentences)) / max(1, len(sentences)),
+            "ended": sum(map(bool, ended)) / max(1, len(ended))}
 
 
 def on_topic(prompt: Prompt | str, ws: Sequence[str]) -> bool:
@@ -272,100 +346,271 @@ def on_topic(prompt: Prompt | str, ws: Sequence[str]) -> bool:
     return bool(content & set(ws))
 
 
-def gold_reward_parts(prompt: Prompt | str, response: str) -> dict[str, float]:
-    """The gold reward's named parts; they sum to ``gold_reward(prompt, response)``."""
-    ws = words(response)
+# ----------------------------------------------------------------------------- gold reward
+def length_score(n_words: int) -> float:
+    """0 for 8-30 words; empty -4, 1-2 words -2.5, 3-7 words -0.25 per missing word, -0.1 per word over 30."""
+    if n_words == 0:
+        return -4.0
+    if n_words <= 2:
+        return -2.5
+    if n_words < 8:
+        return -0.25 * (8 - n_words)
+    return -0.1 * max(0, n_words - 30)
+
+
+def gold_reward_parts(prompt: Prompt | str, response: str, ended: bool = True) -> dict[str, float]:
+    """The gold reward's named parts; they sum to ``gold_reward(prompt, response, ended)``."""
+    r = read_reply(prompt, response, ended)
     return {
-        "helpful": 1.0 * min(count_phrases(ws, HELPFUL), 2),           # up to 2 pieces of advice count
-        "on_topic": 1.0 if on_topic(prompt, ws) else 0.0,
-        "polite": 0.5 * min(count_phrases(ws, POLITE), 2) - 1.5 * min(count_phrases(ws, RUDE), 2),
-        "repetitive": -5.0 * repeated_fraction(ws),                     # grows with every repeat
-        "length": length_score(len(ws)),
+        "answers": 2.0 if r.fitting_answers else (0.5 if r.other_answers else 0.0),
+        "helpful": 0.5 * min(r.advice, 2) - 0.5 * min(r.vague, 2),
+        "on_topic": 1.0 if r.names_topic else 0.0,
+        "off_topic": -1.5 * min(r.off_topic, 2),
+        "polite": 0.5 * min(r.polite, 2) - 1.5 * min(r.rude, 2),
+        "well_formed": -1.5 * min(r.malformed, 3),
+        "finished": -2.0 if r.unfinished else 0.0,
+        "order": -1.0 * min(r.misplaced, 2),
+        "repetitive": -1.5 * min(r.repeated, 3),
+        "length": length_score(r.n_words),
     }
 
 
-def gold_reward(prompt: Prompt | str, response: str) -> float:
-    """What people prefer, as a number: about -4 (rude, empty) to +4 (polite, on topic, helpful)."""
-    return sum(gold_reward_parts(prompt, response).values())
+def gold_reward(prompt: Prompt | str, response: str, ended: bool = True) -> float:
+    """What a careful reader prefers, as a number: about -10 (garbled, cut off, rude) to +5 (answers, polite)."""
+    return sum(gold_reward_parts(prompt, response, ended).values())
 
 
 # ----------------------------------------------------------------------------- candidates
-GREETINGS = ("Hi!", "Sure.", "Great question!", "Happy to help.", "Thanks for asking.", "Good question.", "Hello!")
-OPINIONS = ("Great idea!", "Not sure about that.", "Interesting thought.",   # the seed lesson's replies
-            "That sounds like a good plan.", "I like this plan.", "This could work well.",
-            "That is a big goal, but you can do it.")
-TOPIC_LINES = ("Here is how I would approach {ref}.", "Let us talk about {ref}.",
-               "I think {ref} will be worth it.", "It is great that you care about {ref}.")
-ADVICE = ("Start by setting one small goal for this week.", "Try to spend twenty minutes on it every day.",
-          "First, write down what you need.", "You could ask a friend to join you.",
-          "Make a list and check it every morning.", "Take it one step at a time.",
-          "Keep a short note of your progress.", "Try a small test run before you commit.",
-          "You could find a short guide or a class nearby.", "Break it into small steps and do one each day.",
-          "Plan a rest day each week so you do not burn out.", "Ask someone who has done it for one tip.",
-          "Start small and build up slowly.", "Practice a little every day.", "First, pick a date to start.")
-VAGUE = ("It depends.", "Hard to say.", "Maybe.", "Who knows.", "It could work, or it could not.",
-         "I am not sure.", "Time will tell.")
-RUDE_LINES = ("Whatever.", "That is a stupid idea.", "No idea, figure it out yourself.", "I do not care.",
-              "Sounds boring.", "What a waste of time.")
-CLOSINGS = ("Good luck!", "Hope this helps.", "Happy to help.", "Thanks for asking!",
-            "Please let me know how it goes.", "You can do it!", "Good luck with {ref}!")
-OFF_TOPIC = ("Have you thought about {ref} instead?", "Maybe think about {ref} first.")
-SHORT = ("", "Ok.", "Yes.", "No.", "Sure.", "Hmm.", "Great idea!")
+def _answer(topic: str, kind: str) -> str:
+    return ANSWERS[topic][ANSWER_KINDS.index(kind)]
 
 
-def _one_candidate(prompt: Prompt, rng: random.Random) -> str:
-    """One template-composed response of random quality (see ``candidate_responses``)."""
-    ref = TOPIC_REF.get(prompt.topic, prompt.topic)
-    r = rng.random()
-    if r < 0.05:                                   # degenerate: empty or one or two words
+def garble(sentence: str, rng: random.Random, others: Sequence[str] = ADVICE) -> str:
+    """A broken copy of ``sentence``: a word dropped, two words swapped, a word doubled, the start
+    of it merged with the end of another sentence, or a doubled comma. Never a phrasebook sentence."""
+    for _ in range(20):
+        ws = sentence.rstrip(".!?").split()
+        end = sentence[len(sentence.rstrip(".!?")):] or "."
+        how = rng.randrange(5)
+        if how == 0 and len(ws) > 2:
+            del ws[rng.randrange(1, len(ws))]
+        elif how == 1 and len(ws) > 2:
+            i = rng.randrange(len(ws) - 1)
+            ws[i], ws[i + 1] = ws[i + 1], ws[i]
+        elif how == 2:
+            i = rng.randrange(len(ws))
+            ws.insert(i, ws[i].lower().strip(","))
+        elif how == 3:
+            other = rng.choice(list(others)).rstrip(".!?").split()
+            ws = ws[:max(1, len(ws) // 2)] + other[len(other) // 2:]
+        else:
+            i = rng.randrange(len(ws))
+            ws[i] = ws[i].rstrip(",") + ",,"
+        out = " ".join(ws) + end
+        if not is_well_formed(out):
+            return out
+    return sentence.rstrip(".!?") + " and and."
+
+
+#: How often each mistake appears: in the pretraining corpus (fluent: never garbled, cut off or empty) and in
+#: the candidates that raters compare (every mistake often enough that a reward model learns what it costs).
+MISTAKE_RATES = {
+    "corpus":     {"short": 0.0, "off_topic": 0.10, "order": 0.06, "repeat": 0.05, "garbled": 0.0, "cut": 0.0},
+    "candidates": {"short": 0.04, "off_topic": 0.20, "order": 0.15, "repeat": 0.15, "garbled": 0.20, "cut": 0.08},
+}
+
+
+def _one_candidate(prompt: Prompt, rng: random.Random, mistakes: bool = True) -> str:
+    """One reply of random quality (see ``candidate_responses``); ``mistakes=False``: always well-formed and finished."""
+    rate = MISTAKE_RATES["candidates" if mistakes else "corpus"]
+    topic = prompt.topic
+    ref = TOPIC_REF.get(topic, topic)
+    asks = prompt.asks or ("start",)
+    if mistakes and rng.random() < rate["short"]:                 # degenerate: empty or a word or two
         return rng.choice(SHORT)
-    if r < 0.09:                                   # degenerate: one line said two or three times
-        line = rng.choice(ADVICE + CLOSINGS + OPINIONS + VAGUE).format(ref=ref)
-        return " ".join([line] * rng.randint(2, 3))
     parts: list[str] = []
-    if rng.random() < 0.35:
+    if rng.random() < 0.3:
         parts.append(rng.choice(GREETINGS))
-    if rng.random() < (0.5 if prompt.kind == "plan" else 0.15):
+    if prompt.kind == "plan" and rng.random() < 0.4:
         parts.append(rng.choice(OPINIONS))
-    if rng.random() < 0.12:
+    if rng.random() < 0.08:
         parts.append(rng.choice(RUDE_LINES))
-    advice = rng.sample(ADVICE, rng.choices((0, 1, 2), weights=(3, 5, 3))[0])
-    mode = rng.choices(("on", "off", "none"), weights=(6, 1, 3))[0]
-    if mode == "on" and advice and rng.random() < 0.5:  # "For your garden, start by ..."
+    content = rng.random()
+    if topic in ANSWERS and content < 0.45:                       # answers what was asked
+        parts.append(_answer(topic, rng.choice(asks)))
+    elif topic in ANSWERS and content < 0.6:                      # on topic, but answers another question
+        parts.append(_answer(topic, rng.choice([k for k in ANSWER_KINDS if k not in asks])))
+    elif content < 0.72:
+        parts.append(_capitalised(rng.choice(TOPIC_LINES).format(ref=ref)))
+    advice = rng.sample(ADVICE, rng.choices((0, 1, 2), weights=(4, 5, 2))[0])
+    if advice and content >= 0.6 and rng.random() < 0.4:         # "For your garden, start small ..."
         advice[0] = f"For {ref}, {advice[0][0].lower()}{advice[0][1:]}"
-    elif mode == "on":
-        parts.append(rng.choice(TOPIC_LINES).format(ref=ref))
-    elif mode == "off":
-        other = rng.choice([t for t in TOPIC_REF if t != prompt.topic])
-        parts.append(rng.choice(OFF_TOPIC).format(ref=TOPIC_REF[other]))
-    if not advice and rng.random() < 0.5:
-        parts.append(rng.choice(VAGUE))
     parts += advice
-    if rng.random() < 0.4:
-        parts.append(rng.choice(CLOSINGS).format(ref=ref))
-    if parts and rng.random() < 0.04:              # now and then a line gets repeated
-        parts.append(rng.choice(parts))
+    if not advice and content >= 0.45 and rng.random() < 0.5:
+        parts.append(rng.choice(VAGUE))
+    closing = rng.choice(CLOSINGS).format(ref=ref) if rng.random() < 0.4 else None
+    if rng.random() < rate["off_topic"]:                          # drifts to another topic
+        other = rng.choice([t for t in TOPIC_REF if t != topic])
+        how = rng.randrange(3)
+        if how == 0:
+            parts.append(rng.choice(SUGGESTIONS).format(ref=TOPIC_REF[other]))
+        elif how == 1:
+            parts.append(_answer(other, rng.choice(asks)))
+        else:
+            closing = rng.choice([s for s in CLOSINGS if "{ref}" in s]).format(ref=TOPIC_REF[other])
+    if closing:
+        parts.append(closing)
     if not parts:
         parts.append(rng.choice(VAGUE))
+    if len(parts) > 1 and rng.random() < rate["order"]:           # a greeting at the end, a sign-off in the middle
+        if rng.random() < 0.5:
+            parts.append(rng.choice(GREETINGS))
+        else:
+            parts.insert(rng.randrange(len(parts)), rng.choice(CLOSINGS).format(ref=ref))
+    if rng.random() < rate["repeat"]:                             # the same sentence twice
+        i = rng.randrange(len(parts))
+        parts.insert(i + 1, parts[i])
+    if mistakes and rng.random() < rate["garbled"]:               # one sentence garbled
+        i = rng.randrange(len(parts))
+        parts[i] = garble(parts[i], rng, others=[s for s in parts if s != parts[i]] or ADVICE)
+    if mistakes and rng.random() < rate["cut"]:                   # cut off in the last sentence
+        ws = parts[-1].split()
+        if len(ws) > 1:
+            parts[-1] = " ".join(ws[:rng.randrange(1, len(ws))]).rstrip(",")
     return " ".join(parts)
 
 
-def candidate_responses(prompt: Prompt, n: int, rng: random.Random) -> list[str]:
-    """``n`` template-composed responses of mixed quality to ``prompt`` (duplicates possible).
+DEFECTS = ("garbled", "cut off", "greeting at the end", "sign-off in the middle", "said twice",
+           "another topic's answer", "sign-off about another topic", "rude", "no answer", "another question's answer")
 
-    Each is built from an optional greeting, opinion or rude line, an on-topic, off-topic or no
-    topic mention, 0-2 advice sentences, maybe a vague line, an optional polite closing, and
-    rarely a repeated line; 5% are empty or one or two words. Lengths are mostly 3-30 words:
-    long, highly repetitive responses are rare *on purpose*, so a reward model learned from these
-    has never seen what happens when good phrases are stacked (notebook 08's over-optimisation).
+
+def with_defect(prompt: Prompt, reply: str, defect: str, rng: random.Random) -> str | None:
+    """``reply`` with one :data:`DEFECTS` added, everything else the same; None if it does not apply.
+
+    A pair (reply, with_defect(reply)) differs in one thing only: a *minimal pair*, the clearest lesson
+    a rater's click can teach a reward model about what that one thing costs.
     """
-    return [_one_candidate(prompt, rng) for _ in range(n)]
+    sentences, rest = split_sentences(reply)
+    if rest or not sentences:
+        return None
+    g, topic = grammar(), prompt.topic
+    other = rng.choice([t for t in TOPIC_REF if t != topic])
+    answer_at = [i for i, s in enumerate(sentences) if g.get(s) and g[s].role == "answer"]
+    out = list(sentences)
+    if defect == "garbled":
+        i = rng.randrange(len(out))
+        out[i] = garble(out[i], rng, others=[s for s in out if s != out[i]] or ADVICE)
+    elif defect == "cut off":
+        ws = out[-1].split()
+        if len(ws) < 2:
+            return None
+        out[-1] = " ".join(ws[:rng.randrange(1, len(ws))]).rstrip(",")
+    elif defect == "greeting at the end":
+        out.append(rng.choice(GREETINGS))
+    elif defect == "sign-off in the middle":
+        if len(out) < 2:
+            return None
+        out.insert(rng.randrange(len(out) - 1), rng.choice(CLOSINGS).format(ref=TOPIC_REF.get(topic, topic)))
+    elif defect == "said twice":
+        i = rng.randrange(len(out))
+        out.insert(i + 1, out[i])
+    elif defect == "another topic's answer":
+        if not answer_at or topic not in ANSWERS:
+            return None
+        i = rng.choice(answer_at)
+        out[i] = _answer(other, g[out[i]].kind)
+    elif defect == "sign-off about another topic":   # needs a sign-off about the prompt's topic to swap
+        signoffs = [i for i, s in enumerate(out) if g.get(s) and g[s].role == "closing" and g[s].topic == topic]
+        if not signoffs:
+            return None
+        template = next(c for c in CLOSINGS if "{ref}" in c and c.format(ref=TOPIC_REF[topic]) == out[signoffs[-1]])
+        out[signoffs[-1]] = template.format(ref=TOPIC_REF[other])
+    elif defect == "rude":
+        out.insert(rng.randrange(len(out) + 1), rng.choice(RUDE_LINES))
+    elif defect == "no answer":
+        if not answer_at:
+            return None
+        out[rng.choice(answer_at)] = _capitalised(rng.choice(TOPIC_LINES).format(ref=TOPIC_REF.get(topic, topic)))
+    elif defect == "another question's answer":
+        asks = prompt.asks
+        fitting = [i for i in answer_at if g[out[i]].kind in asks and g[out[i]].topic == topic]
+        if not fitting:
+            return None
+        out[fitting[0]] = _answer(topic, rng.choice([k for k in ANSWER_KINDS if k not in asks]))
+    else:
+        raise ValueError(f"unknown defect {defect!r}; one of {DEFECTS}")
+    out = " ".join(out)
+    return out if len(words(out)) <= 45 else None     # no longer than the longest candidates
+
+
+def comparison_set(prompt: Prompt, k: int, rng: random.Random, minimal_pairs: int = 0,
+                   defects: Sequence[str] = DEFECTS) -> list[str]:
+    """``k`` distinct replies to one prompt for a k-way comparison.
+
+    With ``minimal_pairs = m > 0``: one fluent reply (a base), ``m`` copies of it with one of ``defects`` each
+    (:func:`with_defect`: a garbled sentence, another topic's answer, a greeting at the end, ...), and
+    ``k - 1 - m`` independent candidates. Every pair of them is clicked, so the clicks hold pairs that
+    differ in one thing only next to pairs that differ in many. Without: ``k`` candidates.
+    """
+    if not 0 <= minimal_pairs < k:
+        raise ValueError(f"minimal_pairs must be in [0, k), got {minimal_pairs} with k={k}")
+    replies: list[str] = []
+    if minimal_pairs:
+        base = _one_candidate(prompt, rng, mistakes=False)
+        while len(split_sentences(base)[0]) < 2:
+            base = _one_candidate(prompt, rng, mistakes=False)
+        replies.append(base)
+        for _ in range(20 * k):
+            if len(replies) == 1 + minimal_pairs:
+                break
+            variant = with_defect(prompt, base, rng.choice(list(defects)), rng)
+            if variant is not None and variant not in replies:
+                replies.append(variant)
+    for _ in range(20 * k):
+        if len(replies) == k:
+            break
+        r = _one_candidate(prompt, rng)
+        if r not in replies:
+            replies.append(r)
+    return replies
+
+
+def candidate_responses(prompt: Prompt, n: int, rng: random.Random, mistakes: bool = True) -> list[str]:
+    """``n`` replies to ``prompt`` of mixed quality (duplicates possible), made of phrasebook sentences.
+
+    Each is built from an optional greeting, opinion or rude line; an answer to what was asked (45%),
+    an answer to another question on the topic (15%), a line naming the topic, or nothing; 0-2 general
+    advice sentences; maybe a hedge; an optional sign-off; and now and then a drift to another topic
+    (10%), a greeting or sign-off out of place (6%) or a sentence said twice (5%). With ``mistakes``
+    (the default), also: 4% empty or a word or two, 10% with one garbled sentence, 7% cut off.
+    Lengths are mostly 3-35 words: long, stacked replies are rare *on purpose*, so a reward model
+    learned from these has never seen them (notebook 08's over-optimisation).
+    """
+    return [_one_candidate(prompt, rng, mistakes) for _ in range(n)]
 
 
 def response_corpus(prompts: Sequence[Prompt], per_prompt: int, seed: int) -> list[tuple[Prompt, str]]:
-    """(prompt, response) pairs for pretraining the tiny LM: ``per_prompt`` candidates per prompt."""
+    """(prompt, reply) pairs for pretraining the tiny LM: ``per_prompt`` candidates per prompt, all
+    well-formed and finished (``mistakes=False``): the model learns the world's grammar, and its
+    content stays as mixed as the candidates' (vague, rude, off topic, unanswered, ...)."""
     rng = random.Random(seed)
-    return [(p, r) for p in prompts for r in candidate_responses(p, per_prompt, rng)]
+    return [(p, r) for p in prompts for r in candidate_responses(p, per_prompt, rng, mistakes=False)]
+
+
+def _check_phrasebook() -> None:
+    """Every answer names its own topic and no other; every other sentence names no topic."""
+    for topic, answers in ANSWERS.items():
+        for s in answers:
+            if topics_in(s) != {topic}:
+                raise AssertionError(f"answer {s!r} for {topic!r} names the topics {sorted(topics_in(s))}")
+    for s in GREETINGS + OPINIONS + ADVICE + VAGUE + RUDE_LINES + SHORT:
+        if topics_in(s):
+            raise AssertionError(f"{s!r} names a topic: {sorted(topics_in(s))}")
+    if set(ANSWERS) != set(TOPIC_REF):
+        raise AssertionError(f"topics without answers: {sorted(set(TOPIC_REF) - set(ANSWERS))}")
+
+
+_check_phrasebook()
 
 
 # ----------------------------------------------------------------------------- the rater
@@ -448,7 +693,7 @@ def simulate_preferences(n_pairs: int, temperature: float = 1.0, seed: int = 0,
 def _demo(n_prompts: int = 3, n_candidates: int = 4, seed: int = 0) -> None:
     rng = random.Random(seed)
     for prompt in rng.sample(load_prompts(), n_prompts):
-        print(f"\nPROMPT ({prompt.kind}, topic {prompt.topic!r}): {prompt.text}")
+        print(f"\nPROMPT ({prompt.kind}, topic {prompt.topic!r}, asks {prompt.asks}): {prompt.text}")
         for response in candidate_responses(prompt, n_candidates, rng):
             parts = gold_reward_parts(prompt, response)
             detail = ", ".join(f"{k} {v:+.2f}" for k, v in parts.items() if v)

@@ -8,10 +8,13 @@ import statistics
 import pytest
 
 from rlhf_lab.preferences import DataFileError, PreferenceRecord
-from rlhf_lab.world import (KINDS, PROMPTS_PATH, Prompt, SimulatedRater, bayes_ceiling, build_prompts,
-                            candidate_responses, gold_reward, gold_reward_parts, length_score, load_prompts,
-                            make_pairs, repeated_fraction, response_corpus, simulate_preferences,
-                            split_prompts, topic_of, words)
+from rlhf_lab.phrasebook import ANSWER_KINDS, ANSWERS
+from rlhf_lab.world import DEFECTS as WORLD_DEFECTS
+from rlhf_lab.world import (KINDS, PROMPTS_PATH, Prompt, SimulatedRater, asks_of, bayes_ceiling, build_prompts,
+                            candidate_responses, comparison_set, fluency, garble, gold_reward, gold_reward_parts, is_well_formed,
+                            length_score, load_prompts, make_pairs, read_reply, response_corpus,
+                            simulate_preferences, split_prompts, split_sentences, topic_of, topics_in, with_defect,
+                            words)
 
 GARDEN = Prompt("What do you think about my plan to start a vegetable garden?", "garden", "plan")
 GOOD = "Happy to help. For your garden, start by setting one small goal for this week. Good luck!"
@@ -62,9 +65,12 @@ def test_split_is_fixed_disjoint_and_complete(prompts):
 # ----------------------------------------------------------------------------- gold reward
 def test_gold_parts_sum_and_text_prompts_work():
     parts = gold_reward_parts(GARDEN, GOOD)
-    assert set(parts) == {"helpful", "on_topic", "polite", "repetitive", "length"}
+    assert set(parts) == {"answers", "helpful", "on_topic", "off_topic", "polite", "well_formed", "finished",
+                          "order", "repetitive", "length"}
     assert math.isclose(sum(parts.values()), gold_reward(GARDEN, GOOD))
-    assert gold_reward(GARDEN.text, GOOD) == gold_reward(GARDEN, GOOD)   # topic found from the text
+    assert gold_reward(GARDEN.text, GOOD) == gold_reward(GARDEN, GOOD)   # topic and question found from the text
+    assert GARDEN.asks == ("why",) and asks_of("How much time does it take to learn Python?") == ("time",)
+    assert asks_of("Tell me a joke.") == ()
     assert topic_of("Any tips for my JOB INTERVIEW tomorrow?") == "job interview"
     assert topic_of("Tell me a joke.") is None
     # an unknown prompt still has an on-topic part: a shared content word counts
@@ -72,50 +78,132 @@ def test_gold_parts_sum_and_text_prompts_work():
     assert gold_reward_parts("What about my trip to Paris?", "Rome is lovely in spring.")["on_topic"] == 0.0
 
 
+# Each case: the defect, and the same reply without it (GOOD, or a variant). The defect must cost.
+WHY = "A vegetable garden is a good plan, since it gives you fresh food all summer."
+GOOD_ANSWER = f"Happy to help. {WHY} Start small and build up slowly. Good luck with your garden!"
+DEFECTS = {
+    "answers: no answer to what was asked": "Happy to help. Let us talk about your garden. Start small and build up slowly. Good luck with your garden!",
+    "answers: answers another question": "Happy to help. A garden is easy if you start with beans, lettuce and herbs. Start small and build up slowly. Good luck with your garden!",
+    "helpful: a hedge instead of advice": f"Happy to help. {WHY} It depends. Good luck with your garden!",
+    "on_topic: the topic never named": "Happy to help. Start small and build up slowly. Good luck!",
+    "off_topic: a sign-off about another topic": f"Happy to help. {WHY} Start small and build up slowly. Good luck with your diet!",
+    "off_topic: an answer about another topic": f"Happy to help. {WHY} Start by visiting a shelter and asking which dog fits your home.",
+    "polite: rude": f"Whatever. {WHY} Start small and build up slowly. Good luck with your garden!",
+    "well_formed: a garbled sentence": f"Happy to help. {WHY} Start small and up build slowly. Good luck with your garden!",
+    "well_formed: two sentences merged": f"Happy to help. {WHY} Start small and a friend to join you. Good luck with your garden!",
+    "well_formed: doubled commas": f"Happy to help. {WHY} For think about,, start small and build up slowly. Good luck with your garden!",
+    "finished: cut off": f"Happy to help. {WHY} Start small and build up",
+    "order: a greeting at the end": f"{WHY} Start small and build up slowly. Good luck with your garden! Hello!",
+    "order: a sign-off in the middle": f"Happy to help. Good luck with your garden! {WHY} Start small and build up slowly.",
+    "repetitive: a sentence said twice": f"Happy to help. {WHY} Start small and build up slowly. Start small and build up slowly.",
+    "repetitive: the same advice with a lead-in": f"Happy to help. {WHY} Start small and build up slowly. For your garden, start small and build up slowly.",
+    "length: one word": "Sure.",
+    "length: empty": "",
+}
+
+
+@pytest.mark.parametrize("name", DEFECTS)
+def test_each_defect_costs(name):
+    part = name.split(":")[0]
+    good, bad = gold_reward_parts(GARDEN, GOOD_ANSWER), gold_reward_parts(GARDEN, DEFECTS[name])
+    assert sum(bad.values()) < sum(good.values()), (name, bad)
+    assert bad[part] < good[part], (name, part, bad[part], good[part])
+
+
+def test_a_reply_that_never_ended_is_unfinished_even_at_a_full_stop():
+    assert gold_reward_parts(GARDEN, GOOD_ANSWER)["finished"] == 0
+    assert gold_reward_parts(GARDEN, GOOD_ANSWER, ended=False)["finished"] < 0
+    assert gold_reward(GARDEN, GOOD_ANSWER, ended=False) < gold_reward(GARDEN, GOOD_ANSWER)
+
+
+def test_well_formed_and_finished_checks():
+    assert is_well_formed(WHY) and is_well_formed("For your garden, start small and build up slowly.")
+    assert is_well_formed("Good luck with your diet!")          # well-formed; off topic is another part
+    assert not is_well_formed("Start small and up build slowly.") and not is_well_formed("Practice a little every")
+    assert split_sentences("Hi!  Try a small test run before you") == (["Hi!"], "Try a small test run before you")
+    assert split_sentences("Hi! Good luck!") == (["Hi!", "Good luck!"], "")
+    r = read_reply(GARDEN, "Hi! Try a small test run before you")
+    assert r.unfinished and r.malformed == 0                    # a cut-off sentence is unfinished, not garbled
+    assert fluency(["Hi! Practice a little every day.", "Start small and up build slowly."]) == \
+        {"well_formed": 2 / 3, "ended": 1.0}
+    assert fluency(["Hi!"], ended=[False])["ended"] == 0.0
+
+
+def test_every_answer_names_its_topic_and_answers_its_question(prompts):
+    for p in prompts:
+        assert p.asks, p
+        for kind in p.asks:
+            reply = ANSWERS[p.topic][ANSWER_KINDS.index(kind)]
+            parts = gold_reward_parts(p, reply)
+            assert parts["answers"] == 2.0 and parts["on_topic"] == 1.0 and parts["off_topic"] == 0, (p, reply)
+
+
 @pytest.mark.parametrize("worse", [
     "Whatever. Figure it out yourself.",                                            # rude
     "",                                                                             # empty
     "Great idea!",                                                                  # the seed lesson's best reply
     "Start by setting one small goal for this week. Good luck!",                    # not on topic
-    "For your garden, start by setting one small goal for this week.",              # not polite
-    "Happy to help. Your garden is nice. Good luck!",                               # no advice
+    "Happy to help. Your garden is nice. Good luck!",                               # not a sentence of the world
     " ".join(["Good luck with your garden! Try it."] * 6),                          # repetitive and long
 ])
-def test_gold_prefers_a_polite_on_topic_helpful_response(worse):
-    assert gold_reward(GARDEN, GOOD) > gold_reward(GARDEN, worse)
+def test_gold_prefers_a_polite_on_topic_answer(worse):
+    assert gold_reward(GARDEN, GOOD_ANSWER) > gold_reward(GARDEN, GOOD) > gold_reward(GARDEN, worse)
 
 
-def test_stacking_good_phrases_does_not_pay():
-    """What a reward model cannot learn from the candidates: more good phrases stop helping."""
-    stacked = (GOOD + " Try to spend twenty minutes on it every day. You could ask a friend to join you."
-               " First, write down what you need. Practice a little every day. Hope this helps. Thanks!")
-    two_tips = GOOD.replace("Good luck!", "Try to spend twenty minutes on it every day. Good luck!")
-    assert gold_reward(GARDEN, stacked) < gold_reward(GARDEN, two_tips)
-    assert gold_reward(GARDEN, "try " * 20 + "garden") < gold_reward(GARDEN, two_tips) - 3
+def test_stacking_good_sentences_does_not_pay():
+    """What a reward model cannot learn from the candidates: more good sentences stop helping."""
+    stacked = (GOOD_ANSWER + " Try to spend twenty minutes on it every day. You could ask a friend to join you."
+               " First, write down what you need. Practice a little every day. Hope this helps.")
+    assert gold_reward(GARDEN, stacked) < gold_reward(GARDEN, GOOD_ANSWER)
+    assert gold_reward(GARDEN, "try " * 20 + "garden") < gold_reward(GARDEN, GOOD_ANSWER) - 3
+
+
+def test_happy_to_help_fits_at_either_end():
+    assert read_reply(GARDEN, f"Happy to help. {WHY}").misplaced == 0
+    assert read_reply(GARDEN, f"{WHY} Happy to help.").misplaced == 0
+    assert read_reply(GARDEN, f"Good luck! {WHY}").misplaced == 1
 
 
 def test_text_helpers():
     assert words("Good luck, Ana!") == ["good", "luck", "ana"]
-    assert repeated_fraction(words("try this try this try this")) == pytest.approx(3 / 5)
-    assert repeated_fraction(words("a b c d")) == 0 and repeated_fraction([]) == 0
+    assert topics_in("Good luck with your diet and the bike!") == {"diet", "bike"}
+    assert topics_in("A job interview in a new city.") == {"job interview", "new city"}
     assert length_score(0) < length_score(2) < length_score(5) < length_score(8) == length_score(30) == 0
     assert length_score(60) < length_score(40) < 0
 
 
 # ----------------------------------------------------------------------------- candidates
-def test_candidates_are_mixed_short_and_small_vocabulary(prompts):
+def test_candidates_are_mixed_and_show_every_defect(prompts):
+    rng = random.Random(0)
+    cands = [(p, r) for p in prompts for r in candidate_responses(p, 8, rng)]
+    gold = [gold_reward(p, r) for p, r in cands]
+    assert min(gold) < -3 and max(gold) >= 4 and 0 < statistics.mean(gold) < 3     # mixed quality
+    assert statistics.pstdev(gold) > 1
+    parts = [gold_reward_parts(p, r) for p, r in cands]
+    for part in ("answers", "off_topic", "polite", "well_formed", "finished", "order", "repetitive"):
+        shown = sum(x[part] != 0 for x in parts) / len(parts)
+        assert 0.02 < shown < 0.6, (part, shown)            # every kind of mistake (and answer) is there
+    assert sum(x["answers"] == 2 for x in parts) / len(parts) > 0.3
+    assert len({r for _, r in cands}) > 0.6 * len(cands)                              # varied
+
+
+def test_corpus_is_fluent_and_mixed(prompts):
     corpus = response_corpus(prompts, per_prompt=8, seed=0)
     assert len(corpus) == 8 * len(prompts)
-    gold = [gold_reward(p, r) for p, r in corpus]
+    assert fluency([r for _, r in corpus]) == {"well_formed": 1.0, "ended": 1.0}
+    assert all(not read_reply(p, r).unfinished for p, r in corpus)
     lengths = [len(words(r)) for _, r in corpus]
-    assert min(gold) < -3 and max(gold) >= 3.5 and -1 < statistics.mean(gold) < 3   # mixed quality
-    assert statistics.pstdev(gold) > 1
-    assert sum(n <= 30 for n in lengths) / len(lengths) > 0.9    # long ones are rare on purpose
-    assert sum(repeated_fraction(words(r)) > 0.2 for _, r in corpus) / len(corpus) < 0.1
+    assert sum(n <= 35 for n in lengths) / len(lengths) > 0.9    # long ones are rare on purpose
     vocab = {w for _, r in corpus for w in words(r)}
-    assert len(vocab) < 400
-    assert any(gold_reward_parts(p, r)["polite"] < 0 for p, r in corpus)          # some rude ones
-    assert len({r for _, r in corpus}) > 0.6 * len(corpus)                        # varied
+    assert len(vocab) < 1200
+    gold = [gold_reward(p, r) for p, r in corpus]
+    assert statistics.pstdev(gold) > 1 and any(gold_reward_parts(p, r)["polite"] < 0 for p, r in corpus)
+
+
+def test_garble_never_returns_a_phrasebook_sentence():
+    rng = random.Random(0)
+    for s in [WHY, "Hi!", "Start small and build up slowly.", "Good luck with your garden!"] * 20:
+        assert not is_well_formed(garble(s, rng))
 
 
 def test_generators_are_deterministic(prompts):
@@ -172,4 +260,34 @@ def test_temperature_lowers_the_ceiling(pairs):
     ceilings = [bayes_ceiling(pairs[:500], t) for t in (0, 0.25, 0.5, 1, 2, 4, 1000)]
     assert all(x > y for x, y in zip(ceilings, ceilings[1:])), ceilings
     assert ceilings[0] > 0.9 and ceilings[-1] == pytest.approx(0.5, abs=0.01)
-    assert 0.7 < bayes_ceiling(pairs, 1.0) < 0.9            # temperature 1 is moderate noise
+    assert 0.75 < bayes_ceiling(pairs, 1.0) < 0.9           # temperature 1 is moderate noise
+
+
+# ----------------------------------------------------------------------------- minimal pairs
+@pytest.mark.parametrize("defect", WORLD_DEFECTS)
+def test_each_minimal_pair_differs_in_one_defect_and_gold_sees_it(defect):
+    rng = random.Random(0)
+    base = f"Happy to help. {WHY} Start small and build up slowly. Good luck with your garden!"
+    for _ in range(10):
+        worse = with_defect(GARDEN, base, defect, rng)
+        assert worse is not None and worse != base, defect
+        assert gold_reward(GARDEN, worse) < gold_reward(GARDEN, base), (defect, worse)
+    assert with_defect(GARDEN, "Hi! Try a small test run before you", defect, rng) is None   # a cut-off base: no pair
+
+
+def test_a_defect_that_does_not_apply_is_none_and_unknown_ones_fail():
+    rng = random.Random(0)
+    no_answer = "Happy to help. Start small and build up slowly."
+    assert with_defect(GARDEN, no_answer, "another topic's answer", rng) is None
+    assert with_defect(GARDEN, no_answer, "sign-off about another topic", rng) is None   # no sign-off to swap
+    with pytest.raises(ValueError, match="unknown defect"):
+        with_defect(GARDEN, no_answer, "too clever", rng)
+
+
+def test_comparison_set_holds_minimal_pairs(prompts):
+    rng = random.Random(1)
+    for p in prompts[:40]:
+        replies = comparison_set(p, 6, rng, minimal_pairs=3)
+        assert len(replies) == len(set(replies)) <= 6
+        assert len(replies) >= 3
+    assert comparison_set(GARDEN, 4, random.Random(2)) == comparison_set(GARDEN, 4, random.Random(2))
