@@ -30,14 +30,22 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab import world
+from rlhf_lab.generation import MAX_NEW_TOKENS
 
 #: A batched reward function: ``(prompts, responses) -> (B,)`` float tensor (gold, or a reward model's score).
 RewardFn = Callable[[Sequence[str], Sequence[str]], torch.Tensor]
 
 
-def gold_reward_fn(prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-    """The gold reward as a batched reward function: (prompts, responses) -> (B,) float tensor."""
-    return torch.tensor([world.gold_reward(p, r) for p, r in zip(prompts, responses)], dtype=torch.float32)
+def gold_reward_fn(prompts: Sequence[str], responses: Sequence[str],
+                   ended: Sequence[bool] | torch.Tensor | None = None) -> torch.Tensor:
+    """The gold reward as a batched reward function: (prompts, responses) -> (B,) float tensor.
+
+    ``ended`` (B,) says which replies ended with EOS (``Samples.ended``); a reply that did not is
+    unfinished to the gold reward even when its text stops at a full stop. None: all ended.
+    """
+    ended = [True] * len(responses) if ended is None else [bool(e) for e in ended]
+    return torch.tensor([world.gold_reward(p, r, e) for p, r, e in zip(prompts, responses, ended)],
+                        dtype=torch.float32)
 
 
 def win_rate(scores_a: torch.Tensor, scores_b: torch.Tensor) -> float:
@@ -70,7 +78,7 @@ def _sample(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts
 
 
 def compare(policy_a: PreTrainedModel, policy_b: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-            prompts: Sequence[str], samples_per_prompt: int = 1, max_new_tokens: int = 32, seed: int = 0,
+            prompts: Sequence[str], samples_per_prompt: int = 1, max_new_tokens: int = MAX_NEW_TOKENS, seed: int = 0,
             judge: RewardFn = gold_reward_fn) -> Comparison:
     """Sample one response per prompt (``samples_per_prompt`` times) from each policy and judge each pair."""
     batch = [p for p in prompts for _ in range(samples_per_prompt)]
@@ -92,7 +100,7 @@ def _kl_per_response(samples, ref_policy: PreTrainedModel) -> torch.Tensor:
 
 @torch.no_grad()
 def kl_to_reference(policy: PreTrainedModel, ref_policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
-                    prompts: Sequence[str], samples_per_prompt: int = 1, max_new_tokens: int = 32,
+                    prompts: Sequence[str], samples_per_prompt: int = 1, max_new_tokens: int = MAX_NEW_TOKENS,
                     seed: int = 0) -> float:
     """Monte-Carlo KL(pi || pi_ref) in nats per response: mean over samples y ~ pi of log pi(y|x) - log pi_ref(y|x)."""
     batch = [p for p in prompts for _ in range(samples_per_prompt)]
@@ -145,7 +153,7 @@ class BestOfNPool:
 
 
 def best_of_n_pool(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], n: int,
-                   proxy_fn: RewardFn, gold_fn: RewardFn = gold_reward_fn, max_new_tokens: int = 32, seed: int = 0,
+                   proxy_fn: RewardFn, gold_fn: RewardFn = gold_reward_fn, max_new_tokens: int = MAX_NEW_TOKENS, seed: int = 0,
                    chunk: int = 512) -> BestOfNPool:
     """Draw ``n`` samples for each prompt (prompt-major) from one seeded generator and score them by proxy and gold.
 
@@ -326,7 +334,7 @@ class ReportRow:
 
 def evaluation_table(policies: Mapping[str, PolicyLike], reference: PreTrainedModel,
                      tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], proxy_fn: RewardFn, *,
-                     samples_per_prompt: int = 2, max_new_tokens: int = 32, seed: int = 0,
+                     samples_per_prompt: int = 2, max_new_tokens: int = MAX_NEW_TOKENS, seed: int = 0,
                      gold_fn: RewardFn = gold_reward_fn, progress: bool = True) -> list[ReportRow]:
     """One :class:`ReportRow` per named policy, all on the same prompts with the same seeds.
 

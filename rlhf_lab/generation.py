@@ -49,12 +49,17 @@ class Samples(Batch):
     """What :func:`sample` returns: the batch tensors, the decoded texts and the sampling log-probs."""
     texts: list[str]              # B decoded responses (without the format's leading space and EOS)
     logprobs: torch.Tensor        # (B, T) float, log pi(y_t | x, y_<t) at temperature 1; 0 where mask is 0
+    ended: torch.Tensor           # (B,) bool: True where the response ended with EOS, False where it hit max_new_tokens
+
+
+#: The course's response length cap: the reference ends >= 97 % of its replies within it (rlhf_lab/pretrain.py).
+MAX_NEW_TOKENS = 56
 
 
 @dataclass
 class SampleConfig:
     """How :func:`sample` draws tokens."""
-    max_new_tokens: int = 40      # response length cap; a response that hits it has no EOS
+    max_new_tokens: int = MAX_NEW_TOKENS  # response length cap; a response that hits it has no EOS
     temperature: float = 1.0      # divides the logits before sampling; 0 means greedy (argmax)
     top_k: int = 0                # keep only the k most likely tokens before sampling; 0 = all
     top_p: float = 1.0            # nucleus sampling: smallest set of tokens with this much mass; 1 = all
@@ -268,7 +273,8 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts:
     response_mask = torch.stack(masks, dim=1) if masks else prompt_mask.new_zeros((B, 0))
     logprobs = torch.stack(logps, dim=1) if logps else torch.zeros((B, 0), device=device)
     texts = decode_responses(tokenizer, response_ids.cpu(), response_mask.cpu())
-    return Samples(prompt_ids, prompt_mask, response_ids, response_mask, texts=texts, logprobs=logprobs)
+    return Samples(prompt_ids, prompt_mask, response_ids, response_mask, texts=texts, logprobs=logprobs,
+                   ended=~alive)
 
 
 def _run_length(prompts: list[str]) -> int:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rlhf_lab.generation import MAX_NEW_TOKENS
+
 
 # ------------------------------------------------------------------------------------ helpers
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -204,6 +206,26 @@ def logprobs_and_values(policy, value_head: ValueHead | None, batch) -> tuple[to
     return logprobs, values
 
 
+# ---------------------------------------------------------------------------- scoring
+def score_responses(reward_fn, prompts: list[str], texts: list[str], ended: torch.Tensor,
+                    missing_eos_penalty: float | None) -> torch.Tensor:
+    """Scores (B,) of sampled replies: the reward model's where a reply ended, ``-missing_eos_penalty`` where not.
+
+    A reply that hit ``max_new_tokens`` without end-of-sequence is never shown to the reward model
+    (which would read it as if it had ended): it gets the fixed score ``-missing_eos_penalty`` instead,
+    so the policy learns to finish its replies. TRL has the same option (``missing_eos_penalty``),
+    there subtracted from the reward model's score. ``None`` turns it off: every reply is scored.
+    ``ended``: (B,) bool (``Samples.ended``).
+    """
+    ended = torch.as_tensor(ended, dtype=torch.bool).cpu()
+    scores = torch.full((len(texts),), -(missing_eos_penalty or 0.0), dtype=torch.float32)
+    keep = ended.nonzero().flatten().tolist() if missing_eos_penalty is not None else list(range(len(texts)))
+    if keep:
+        scores[keep] = torch.as_tensor(reward_fn([prompts[i] for i in keep], [texts[i] for i in keep]),
+                                       dtype=torch.float32).cpu().view(-1)
+    return scores
+
+
 # ---------------------------------------------------------------------------- training loop
 ALGORITHMS = ("reinforce", "rloo", "grpo", "ppo")
 
@@ -218,7 +240,8 @@ class PGConfig:
     lr: float = 1e-3                 # AdamW learning rate of the policy (and value head)
     kl_coef: float = 0.05            # beta: weight of the per-token KL penalty to the reference
     target_kl: float | None = None   # if set, adapt beta so the KL per response stays near this (nats)
-    max_new_tokens: int = 32         # response length cap when sampling
+    max_new_tokens: int = MAX_NEW_TOKENS  # response length cap when sampling
+    missing_eos_penalty: float | None = 4.0  # a reply with no EOS scores -this instead of the reward model's score
     max_grad_norm: float = 1.0       # gradient clipping
     ppo_epochs: int = 4              # PPO: passes over each batch
     minibatches: int = 2             # PPO: minibatches per pass
@@ -237,6 +260,8 @@ class PGConfig:
             raise ValueError(f"{self.algorithm} needs samples_per_prompt >= 2, got {self.samples_per_prompt}")
         if self.kl_coef < 0:
             raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.missing_eos_penalty is not None and self.missing_eos_penalty < 0:
+            raise ValueError(f"missing_eos_penalty must be >= 0 or None, got {self.missing_eos_penalty}")
 
 
 
@@ -253,9 +278,11 @@ def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: 
         reward_fn: ``reward_fn(prompts, responses) -> (B,) tensor``, the proxy reward the policy maximises
             (the learned reward model, or the gold reward itself).
         prompts: prompt texts to draw from.
-        gold_fn: optional ``(prompts, responses) -> (B,)`` logged beside the proxy (never trained on).
-    Each row holds: step, proxy_reward, gold_reward, kl (nats per response), kl_coef, entropy (nats per
-    token, sample estimate), length (tokens), loss, seconds; PPO adds clipfrac, value_loss, epochs.
+        gold_fn: optional ``(prompts, responses, ended=...) -> (B,)`` logged beside the proxy (never trained
+            on), e.g. ``evaluation.gold_reward_fn``; ``ended`` is ``Samples.ended`` as a list of bools.
+    Each row holds: step, proxy_reward (the scores trained on, missing-EOS penalties included), gold_reward,
+    kl (nats per response), kl_coef, entropy (nats per token, sample estimate), length (tokens), ended
+    (share of replies with EOS), loss, seconds; PPO adds clipfrac, value_loss, epochs.
     Stops with ``FloatingPointError`` (and a hint) on a NaN or infinite loss.
     """
     import random
@@ -286,13 +313,14 @@ def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: 
         with torch.no_grad():
             ref_logprobs = response_logprobs(ref_policy, samples.prompt_ids, samples.prompt_mask,
                                              samples.response_ids, samples.response_mask, group=k)
-            scores = torch.as_tensor(reward_fn(batch_prompts, samples.texts), dtype=torch.float32, device=mask.device)
-            rewards, kl = kl_shaped_rewards(scores, samples.logprobs, ref_logprobs, mask, kl_coef)
+            scores = score_responses(reward_fn, batch_prompts, samples.texts, samples.ended, cfg.missing_eos_penalty)
+            rewards, kl = kl_shaped_rewards(scores.to(mask.device), samples.logprobs, ref_logprobs, mask, kl_coef)
         row = {"step": step, "proxy_reward": scores.mean().item(), "kl": kl.sum(1).mean().item(),
                "kl_coef": kl_coef, "entropy": (-masked_mean(samples.logprobs, mask)).item(),
-               "length": mask.sum(1).mean().item()}
+               "length": mask.sum(1).mean().item(), "ended": samples.ended.float().mean().item()}
         if gold_fn is not None:
-            row["gold_reward"] = float(torch.as_tensor(gold_fn(batch_prompts, samples.texts), dtype=torch.float32).mean())
+            gold = gold_fn(batch_prompts, samples.texts, ended=samples.ended.tolist())
+            row["gold_reward"] = float(torch.as_tensor(gold, dtype=torch.float32).mean())
         if cfg.algorithm == "ppo":
             row.update(_ppo_update(policy, value_head, optimizer, samples, rewards, mask, cfg, params))
         else:

@@ -102,6 +102,43 @@ def test_config_rejects_bad_settings():
         pg.PGConfig(algorithm="rloo", samples_per_prompt=1)
 
 
+# ------------------------------------------------------------------- missing EOS
+def test_missing_eos_penalty_replaces_the_score_and_hides_the_reply_from_the_reward_model():
+    seen = []
+
+    def reward(prompts, responses):
+        seen.extend(responses)
+        return torch.tensor([float(len(r)) for r in responses])
+
+    texts = ["done.", "cut off at the", "also done."]
+    ended = torch.tensor([True, False, True])
+    scores = pg.score_responses(reward, ["p"] * 3, texts, ended, missing_eos_penalty=4.0)
+    assert scores.tolist() == [5.0, -4.0, 10.0]
+    assert seen == ["done.", "also done."]                  # the unfinished reply never reached the reward model
+    seen.clear()
+    assert pg.score_responses(reward, ["p"] * 3, texts, ended, None).tolist() == [5.0, 14.0, 10.0]
+    assert seen == texts
+    seen.clear()
+    assert pg.score_responses(reward, ["p"] * 2, texts[1:2] * 2, torch.tensor([False, False]), 2.0).tolist() == [-2.0, -2.0]
+    assert seen == []                                       # nothing ended: the reward model is not called
+    with pytest.raises(ValueError, match="missing_eos_penalty"):
+        pg.PGConfig(missing_eos_penalty=-1.0)
+    assert pg.PGConfig().missing_eos_penalty > 0            # on by default
+
+
+def test_train_penalises_replies_that_hit_the_token_limit(setup):
+    """With a cap far below the replies' length no reply ends: every score is the penalty, and gold knows."""
+    from rlhf_lab import evaluation, models
+
+    policy, tokenizer, train_texts, _ = setup
+    calls = []
+    config = pg.PGConfig(steps=1, prompts_per_step=2, samples_per_prompt=2, max_new_tokens=3, missing_eos_penalty=5.0)
+    log = pg.train(_fresh(policy), models.frozen_copy(policy), tokenizer, lambda p, r: calls.append(r) or torch.zeros(len(r)),
+                   train_texts, config, gold_fn=evaluation.gold_reward_fn, progress=False)
+    assert calls == [] and log[0]["proxy_reward"] == -5.0 and log[0]["ended"] == 0.0
+    assert log[0]["gold_reward"] < -2                       # unfinished (and short) to the gold reward too
+
+
 # ------------------------------------------------------------------- learning on the real tiny policy
 def _smoothed(xs, w=5):
     return [sum(xs[i:i + w]) / w for i in range(len(xs) - w + 1)]
@@ -135,7 +172,7 @@ def test_short_run_raises_gold_reward_and_beats_the_reference(setup, algorithm):
     reference = models.frozen_copy(policy)
     model = _fresh(policy)
     config = pg.PGConfig(algorithm=algorithm, steps=16, prompts_per_step=8, samples_per_prompt=4,
-                         lr=3e-4 if algorithm == "rloo" else 2e-4, kl_coef=0.1, max_new_tokens=32, seed=0,
+                         lr=1.5e-4 if algorithm == "rloo" else 5e-5, kl_coef=0.1, seed=0,
                          ppo_epochs=2)
     log = pg.train(model, reference, tokenizer, evaluation.gold_reward_fn, train_texts, config,
                    gold_fn=evaluation.gold_reward_fn, progress=False)
@@ -143,7 +180,8 @@ def test_short_run_raises_gold_reward_and_beats_the_reference(setup, algorithm):
     assert sum(gold[-4:]) / 4 > sum(gold[:4]) / 4 + 0.3
     result = evaluation.compare(model, reference, tokenizer, test_texts, samples_per_prompt=2, seed=1)
     kl = evaluation.kl_to_reference(model, reference, tokenizer, test_texts, seed=1)
-    assert result.win_rate >= 0.6, result.win_rate
+    assert result.gold_a > result.gold_b + 0.3, (result.gold_a, result.gold_b)   # held out, it reads better ...
+    assert result.win_rate >= 0.55, result.win_rate                            # ... in most head-to-heads
     assert kl <= 15.0, kl
     if algorithm == "ppo":
         assert all("clipfrac" in r and "value_loss" in r for r in log)
@@ -172,7 +210,7 @@ def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
     reward_net, reward_tokenizer = rm.default_reward_model(progress=False)
     model = _fresh(policy)
     config = pg.PGConfig(algorithm="rloo", steps=30, prompts_per_step=8, samples_per_prompt=4, lr=1e-3,
-                         kl_coef=0.0, max_new_tokens=32, seed=0)   # half notebook 05's batch: ~20 s
+                         kl_coef=0.0, seed=0)   # half notebook 05's batch: ~20 s
     log = pg.train(model, models.frozen_copy(policy), tokenizer,
                    lambda p, r: rm.score(reward_net, reward_tokenizer, p, r), train_texts, config,
                    gold_fn=evaluation.gold_reward_fn, progress=False)
