@@ -247,7 +247,8 @@ def test_mode_is_explicit(store):
 
 def test_simulated_scores(tmp_path):
     prompt = Prompt("What do you think about my plan to start a vegetable garden?", "garden", "plan")
-    good = "For your garden, start by setting one small goal this week and try to practice every day. Good luck!"
+    good = ("A vegetable garden is a good plan, since it gives you fresh food all summer. "
+            "Start small and build up slowly. Good luck with your garden!")
     bad = "Whatever."
     exact = SimulatedRater(temperature=0)
     assert simulated_score(exact, prompt, good) == 5 and simulated_score(exact, prompt, bad) == 1
