@@ -424,26 +424,27 @@ def train_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
 
 
 def simulate_comparisons(prompts: Sequence[world.Prompt], n_prompts: int, k: int, temperature: float = 1.0,
-                         seed: int = 0, minimal_pairs: int = 0) -> list[PreferenceRecord]:
+                         seed: int = 0) -> list[PreferenceRecord]:
     """Comparison data as InstructGPT collected it: k responses to one prompt, every pair judged.
 
-    For each of ``n_prompts`` random prompts, ``k`` distinct replies (``world.comparison_set``): candidate
-    responses, of which ``minimal_pairs`` are copies of one candidate with a single defect each (a garbled
-    sentence, another topic's answer, a greeting at the end, ...), so that the clicks also hold pairs that
-    differ in one thing only. The simulated rater (``world.SimulatedRater(temperature, seed)``) clicks each
-    of the k(k-1)/2 pairs, independently, so the clicks need not form a consistent ranking. Returns the
-    records, those of one prompt together.
+    For each of ``n_prompts`` random prompts, ``k`` distinct candidate responses; the simulated rater
+    (``world.SimulatedRater(temperature, seed)``) clicks each of the k(k-1)/2 pairs, independently, so
+    the clicks need not form a consistent ranking. Returns the records, those of one prompt together.
     """
     if k < 2:
         raise ValueError(f"a comparison needs k >= 2 responses, got k={k}")
-    if not 0 <= minimal_pairs < k:
-        raise ValueError(f"minimal_pairs must be in [0, k), got {minimal_pairs} with k={k}")
     rng = random.Random(seed)
     rater = world.SimulatedRater(temperature=temperature, seed=seed)
     records = []
     for _ in range(n_prompts):
         prompt = rng.choice(list(prompts))
-        responses = world.comparison_set(prompt, k, rng, minimal_pairs)
+        responses: list[str] = []
+        for _ in range(20 * k):                # draw until k distinct responses (or give up with fewer)
+            r = world.candidate_responses(prompt, 1, rng)[0]
+            if r not in responses:
+                responses.append(r)
+            if len(responses) == k:
+                break
         records += [rater.rate(prompt, a, b, source=f"{k}-way") for a, b in itertools.combinations(responses, 2)]
     return records
 
@@ -454,10 +455,11 @@ RELATIONAL_DEFECTS = ("garbled", "said twice", "another topic's answer", "sign-o
 
 
 def simulate_minimal_pairs(prompts: Sequence[world.Prompt], per_defect: dict[str, int], temperature: float = 1.0,
-                           seed: int = 0) -> list[PreferenceRecord]:
+                           seed: int = 0, rng: random.Random | None = None) -> list[PreferenceRecord]:
     """Clicks on minimal pairs: a fluent reply against the same reply with one defect (``world.with_defect``).
 
-    ``per_defect`` maps each of ``world.DEFECTS`` to how many pairs to make. Such a pair differs in one thing
+    ``per_defect`` maps each of ``world.DEFECTS`` to how many pairs to make; ``rng`` (default
+    ``random.Random(seed)``) draws the prompts and replies, the rater clicks with ``seed``. Such a pair differs in one thing
     only, so its click is the clearest lesson about what that one thing costs; a reward model needs a few
     thousand of them to learn a defect that only the prompt or the other sentences reveal (another topic's
     answer, a repeated sentence), and random pairs hold too few. For "sign-off about another topic" the
@@ -466,9 +468,8 @@ def simulate_minimal_pairs(prompts: Sequence[world.Prompt], per_defect: dict[str
     unknown = set(per_defect) - set(world.DEFECTS)
     if unknown:
         raise ValueError(f"unknown defects {sorted(unknown)}; choose from {world.DEFECTS}")
-    rng = random.Random(seed)
+    rng = random.Random(seed) if rng is None else rng   # pass one to go on drawing from it (stage_data does)
     rater = world.SimulatedRater(temperature=temperature, seed=seed)
-    g = world.grammar()
     records = []
     for defect, n in per_defect.items():
         made = 0
@@ -476,9 +477,7 @@ def simulate_minimal_pairs(prompts: Sequence[world.Prompt], per_defect: dict[str
             prompt = rng.choice(list(prompts))
             base = world.candidate_responses(prompt, 1, rng, mistakes=False)[0]
             if defect == "sign-off about another topic":
-                kept = [x for x in world.split_sentences(base)[0] if g.get(x) is None or g[x].role != "closing"]
-                own = rng.choice([c for c in world.CLOSINGS if "{ref}" in c]).format(ref=world.TOPIC_REF[prompt.topic])
-                base = " ".join(kept + [own])
+                base = _with_own_signoff(prompt, base, rng)
             worse = world.with_defect(prompt, base, defect, rng)
             if worse is not None and worse != base:
                 records.append(rater.rate(prompt, base, worse, source=f"minimal pair: {defect}"))
@@ -683,26 +682,15 @@ class DefaultRewardSetup:
 def stage_data(setup: DefaultRewardSetup, stage: int) -> list[PreferenceRecord]:
     """The training clicks of ``setup.stages[stage]``: random pairs and minimal pairs on the train prompts, shuffled.
 
-    The first stage draws its minimal pairs one defect after another from one generator (the recipe the shipped
-    model was trained with); later stages use :func:`simulate_minimal_pairs`.
+    The first stage draws its minimal pairs and then shuffles with one generator, later stages shuffle with
+    a fresh one (the recipe the shipped model was trained with).
     """
     s = setup.stages[stage]
     train_prompts, _ = world.split_prompts(world.load_prompts())
     records = world.simulate_preferences(s.n_random_pairs, setup.temperature, s.seed, prompts=train_prompts)
     if stage == 0:
         rng = random.Random(s.seed)
-        rater = world.SimulatedRater(temperature=setup.temperature, seed=s.seed)
-        for defect, n in s.per_defect().items():
-            made = 0
-            while made < n:
-                prompt = rng.choice(train_prompts)
-                base = world._one_candidate(prompt, rng, mistakes=False)
-                if defect == "sign-off about another topic":
-                    base = _with_own_signoff(prompt, base, rng)
-                worse = world.with_defect(prompt, base, defect, rng)
-                if worse and worse != base:
-                    records.append(rater.rate(prompt, base, worse, source="minimal"))
-                    made += 1
+        records += simulate_minimal_pairs(train_prompts, s.per_defect(), setup.temperature, s.seed, rng=rng)
         rng.shuffle(records)
         return records
     records += simulate_minimal_pairs(train_prompts, s.per_defect(), setup.temperature, s.seed + 2)

@@ -543,38 +543,6 @@ def with_defect(prompt: Prompt, reply: str, defect: str, rng: random.Random) -> 
     return out if len(words(out)) <= 45 else None     # no longer than the longest candidates
 
 
-def comparison_set(prompt: Prompt, k: int, rng: random.Random, minimal_pairs: int = 0,
-                   defects: Sequence[str] = DEFECTS) -> list[str]:
-    """``k`` distinct replies to one prompt for a k-way comparison.
-
-    With ``minimal_pairs = m > 0``: one fluent reply (a base), ``m`` copies of it with one of ``defects`` each
-    (:func:`with_defect`: a garbled sentence, another topic's answer, a greeting at the end, ...), and
-    ``k - 1 - m`` independent candidates. Every pair of them is clicked, so the clicks hold pairs that
-    differ in one thing only next to pairs that differ in many. Without: ``k`` candidates.
-    """
-    if not 0 <= minimal_pairs < k:
-        raise ValueError(f"minimal_pairs must be in [0, k), got {minimal_pairs} with k={k}")
-    replies: list[str] = []
-    if minimal_pairs:
-        base = _one_candidate(prompt, rng, mistakes=False)
-        while len(split_sentences(base)[0]) < 2:
-            base = _one_candidate(prompt, rng, mistakes=False)
-        replies.append(base)
-        for _ in range(20 * k):
-            if len(replies) == 1 + minimal_pairs:
-                break
-            variant = with_defect(prompt, base, rng.choice(list(defects)), rng)
-            if variant is not None and variant not in replies:
-                replies.append(variant)
-    for _ in range(20 * k):
-        if len(replies) == k:
-            break
-        r = _one_candidate(prompt, rng)
-        if r not in replies:
-            replies.append(r)
-    return replies
-
-
 def candidate_responses(prompt: Prompt, n: int, rng: random.Random, mistakes: bool = True) -> list[str]:
     """``n`` replies to ``prompt`` of mixed quality (duplicates possible), made of phrasebook sentences.
 

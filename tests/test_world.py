@@ -11,7 +11,7 @@ from rlhf_lab.preferences import DataFileError, PreferenceRecord
 from rlhf_lab.phrasebook import ANSWER_KINDS, ANSWERS
 from rlhf_lab.world import DEFECTS as WORLD_DEFECTS
 from rlhf_lab.world import (KINDS, PROMPTS_PATH, Prompt, SimulatedRater, asks_of, bayes_ceiling, build_prompts,
-                            candidate_responses, comparison_set, fluency, garble, gold_reward, gold_reward_parts, is_well_formed,
+                            candidate_responses, fluency, garble, gold_reward, gold_reward_parts, is_well_formed,
                             length_score, load_prompts, make_pairs, read_reply, response_corpus,
                             simulate_preferences, split_prompts, split_sentences, topic_of, topics_in, with_defect,
                             words)
@@ -282,12 +282,3 @@ def test_a_defect_that_does_not_apply_is_none_and_unknown_ones_fail():
     assert with_defect(GARDEN, no_answer, "sign-off about another topic", rng) is None   # no sign-off to swap
     with pytest.raises(ValueError, match="unknown defect"):
         with_defect(GARDEN, no_answer, "too clever", rng)
-
-
-def test_comparison_set_holds_minimal_pairs(prompts):
-    rng = random.Random(1)
-    for p in prompts[:40]:
-        replies = comparison_set(p, 6, rng, minimal_pairs=3)
-        assert len(replies) == len(set(replies)) <= 6
-        assert len(replies) >= 3
-    assert comparison_set(GARDEN, 4, random.Random(2)) == comparison_set(GARDEN, 4, random.Random(2))
