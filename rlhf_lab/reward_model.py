@@ -59,7 +59,6 @@ from rlhf_lab.models import (DEFAULT_POLICY, resolve_model_source, transformers_
                              tokenize_responses)
 from rlhf_lab.paths import DATA
 from rlhf_lab.preferences import PreferenceRecord
-from rlhf_lab.seed import set_seed
 
 #: The course's reward model, shipped with the repository (rebuilt by ``python -m rlhf_lab.reward_model``).
 DEFAULT_REWARD_MODEL = DATA / "reward-model"
