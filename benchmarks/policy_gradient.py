@@ -17,8 +17,8 @@ import torch
 from rlhf_lab import evaluation, models, policy_gradient as pg, reward_model as rm, set_seed, world
 
 SETTINGS = {  # the notebooks' defaults (05 for RLOO, 06 for PPO)
-    "rloo": dict(lr=3e-4),
-    "ppo": dict(lr=2e-4, ppo_epochs=2),
+    "rloo": dict(lr=1.5e-4),
+    "ppo": dict(lr=5e-5, ppo_epochs=2),
 }
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="override the learning rate of every algorithm")
     parser.add_argument("--ppo-epochs", type=int, default=None)
     parser.add_argument("--minibatches", type=int, default=None)
-    parser.add_argument("--kl-coef", type=float, default=0.1, help="beta of the KL penalty (notebooks: 0.1)")
+    parser.add_argument("--beta", type=float, default=0.1, help="weight of the KL penalty (notebooks: 0.1)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-samples", type=int, default=8,
                         help="samples per held-out prompt for win rate and KL (8: 504 comparisons)")
@@ -55,7 +55,7 @@ def main() -> None:
             for p in model.parameters():
                 p.requires_grad_(True)
             reference = models.frozen_copy(policy)
-            config = pg.PGConfig(algorithm=algorithm, steps=args.steps, kl_coef=args.kl_coef, seed=seed, **extra)
+            config = pg.PGConfig(algorithm=algorithm, steps=args.steps, beta=args.beta, seed=seed, **extra)
             start = time.perf_counter()
             log = pg.train(model, reference, tokenizer, lambda p, r: rm.score(reward_net, reward_tokenizer, p, r),
                            train_texts, config, gold_fn=evaluation.gold_reward_fn, progress=False)

@@ -69,7 +69,7 @@ class Setting:
     k: int = 4                   # samples per prompt (RLOO's leave-one-out group)
     max_new_tokens: int = 32     # response length cap
     temperature: float = 1.0     # sampling temperature (ours samples at 1: on-policy log-probs)
-    kl_coef: float = 0.1         # beta: KL(pi || pi_ref) penalty, summed over the response, in the return
+    beta: float = 0.1            # KL(pi || pi_ref) penalty, summed over the response, in the return
     lr: float = 3e-4             # AdamW learning rate, constant, no weight decay
     max_grad_norm: float = 1.0   # gradient clipping
     seed: int = 0                # seeds prompt order, sampling and both runs
@@ -118,7 +118,7 @@ def run_ours(s: Setting, prompts: list[str], reward_fn) -> dict:
     policy, tokenizer = models.load_policy()
     reference = models.frozen_copy(policy)
     config = pg.PGConfig(algorithm="rloo", steps=s.steps, prompts_per_step=s.prompts, samples_per_prompt=s.k,
-                         lr=s.lr, kl_coef=s.kl_coef, max_new_tokens=s.max_new_tokens, max_grad_norm=s.max_grad_norm,
+                         lr=s.lr, beta=s.beta, max_new_tokens=s.max_new_tokens, max_grad_norm=s.max_grad_norm,
                          seed=s.seed)
     clock = StepClock(reward_fn)
     log = pg.train(policy, reference, tokenizer, clock, prompts, config, progress=True)
@@ -133,7 +133,7 @@ def ours_settings(s: Setting) -> dict[str, str]:
         "responses per step": f"{s.batch}",
         "max new tokens": f"{s.max_new_tokens} (max_new_tokens)",
         "temperature, top-k, top-p": f"{s.temperature}, 0, 1.0 (SampleConfig)",
-        "KL beta": f"{s.kl_coef} (kl_coef), sum of log pi - log pi_ref",
+        "KL beta": f"{s.beta} (PGConfig.beta), sum of log pi - log pi_ref",
         "learning rate, schedule": f"{s.lr:g}, constant",
         "optimiser": "torch AdamW, weight decay 0",
         "gradient clipping": f"{s.max_grad_norm}",
@@ -160,7 +160,7 @@ def trl_config(s: Setting, output_dir: str):
         num_iterations=1,                # one pass over each batch, as ours (so TRL's clipped ratio is always 1)
         num_generations=s.k, max_completion_length=s.max_new_tokens,
         temperature=s.temperature, top_k=0, top_p=1.0,
-        beta=s.kl_coef, learning_rate=s.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+        beta=s.beta, learning_rate=s.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         optim="adamw_torch", max_grad_norm=s.max_grad_norm,
         bf16=False, fp16=False,          # TRL defaults to bf16 (even on the CPU); ours is fp32
         **checkpointing,                 # TRL defaults to activation checkpointing; ours keeps activations

@@ -10,7 +10,8 @@ The objective (Ziegler et al. 2019, Eq. 2; Ouyang et al. 2022, Eq. 2):
     maximise  E_{x, y ~ pi}[ r(x, y) ] - beta * KL( pi(.|x) || pi_ref(.|x) )
 
 estimated from samples as a per-token reward: -beta * (log pi(y_t) - log pi_ref(y_t)) on every
-token, plus the reward model's score on the last token (the InstructGPT / TRL form).
+token, plus the reward model's score on the last token (the InstructGPT / TRL form). GRPO instead keeps the
+score as the reward and adds beta times a per-token KL estimate to the loss (DeepSeekMath).
 """
 from __future__ import annotations
 
@@ -44,42 +45,60 @@ def whiten(x: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool =
 
 # ------------------------------------------------------------------------ KL-shaped rewards
 def kl_shaped_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
-                      mask: torch.Tensor, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token rewards: -kl_coef * (log pi - log pi_ref) on each token, plus the score on the last one.
+                      mask: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards: -beta * (log pi - log pi_ref) on each token, plus the score on the last one.
 
     Ziegler et al. 2019 (https://arxiv.org/abs/1909.08593), Eq. 2, token by token as in TRL's PPO.
-    The per-token term ``log pi(y_t) - log pi_ref(y_t)`` is an unbiased sample estimate of the KL, and
-    its sum over the response estimates KL(pi || pi_ref) for that prompt.
+    The per-token term ``log pi(y_t) - log pi_ref(y_t)`` (the "k1" estimator) is an unbiased sample estimate
+    of the KL, and its sum over the response estimates KL(pi || pi_ref) for that prompt.
 
     Args:
         scores: (B,) reward-model score of each whole response.
         logprobs, ref_logprobs: (B, T) per-token log-probs under the policy and the reference.
         mask: (B, T) 1 on real response tokens.
-        kl_coef: beta >= 0.
+        beta: the KL weight, >= 0 (TRL's ``beta``).
     Returns:
-        rewards (B, T) and kl (B, T), both 0 on padding. ``rewards.sum(1) = scores - kl_coef * kl.sum(1)``.
+        rewards (B, T) and kl (B, T), both 0 on padding. ``rewards.sum(1) = scores - beta * kl.sum(1)``.
     """
     mask = mask.to(logprobs.dtype)
     kl = (logprobs - ref_logprobs) * mask
-    rewards = -kl_coef * kl
+    rewards = -beta * kl
     last = (mask.sum(1).long() - 1).clamp(min=0)                      # index of each response's last token
     has_tokens = mask.sum(1) > 0
     rewards[torch.arange(len(scores))[has_tokens], last[has_tokens]] += scores[has_tokens].to(rewards.dtype)
     return rewards, kl
 
 
-class AdaptiveKLController:
-    """Adjust beta so the KL stays near a target (Ziegler et al. 2019, Section 2.2).
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token "k3" estimate of KL(pi || pi_ref): exp(d) - d - 1 with d = log pi_ref - log pi (Schulman 2020).
 
-    beta <- beta * (1 + clip((KL / target - 1), -0.2, 0.2) * n_steps / horizon)
+    Always >= 0, unbiased for samples from pi, lower variance than k1 when pi is near pi_ref; the KL term of
+    GRPO's loss (Shao et al. 2024, DeepSeekMath, Eq. 4) and of TRL's ``GRPOTrainer``. (B, T) -> (B, T).
+    """
+    d = ref_logprobs - logprobs
+    return torch.exp(d) - d - 1.0
+
+
+class AdaptiveKLController:
+    """Move beta so the KL per response approaches a target (Ziegler et al. 2019, Section 2.2, Eq. 4).
+
+    e = clip(KL / target - 1, -0.2, 0.2);   beta <- beta * (1 + e * n / horizon)
+
+    ``n`` is the number of samples in the batch just seen and ``horizon`` is in samples, as in Ziegler et
+    al.'s code and TRL: a sustained error of +-20 % moves beta by a factor of about exp(+-0.2 * N / horizon)
+    over N samples. They use a horizon of 10,000 for runs of about a million samples; the course's runs see
+    about 2,000 samples, so ``PGConfig.kl_horizon`` defaults to 500 (beta can double or halve within a run).
     """
 
-    def __init__(self, init_kl_coef: float, target: float, horizon: int = 10_000) -> None:
-        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+    def __init__(self, init_beta: float, target: float, horizon: int = 500) -> None:
+        if target <= 0 or horizon <= 0:
+            raise ValueError(f"target and horizon must be > 0, got target={target}, horizon={horizon}")
+        self.value, self.target, self.horizon = init_beta, target, horizon
 
-    def update(self, current_kl: float, n_steps: int) -> float:
+    def update(self, current_kl: float, n_samples: int) -> float:
+        """Update beta after a batch of ``n_samples`` whose KL per response was ``current_kl``; return it."""
         error = min(max(current_kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_steps / self.horizon
+        self.value *= 1.0 + error * n_samples / self.horizon
         return self.value
 
 
@@ -106,15 +125,72 @@ def rloo_advantages(returns: torch.Tensor, k: int) -> torch.Tensor:
     return (grouped - baseline).view(-1)
 
 
-def grpo_advantages(returns: torch.Tensor, k: int, eps: float = 1e-4) -> torch.Tensor:
-    """GRPO's group-normalised advantage (Shao et al. 2024, DeepSeekMath, Section 4.1.2).
+def grpo_advantages(scores: torch.Tensor, k: int, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's group-relative advantage (Shao et al. 2024, DeepSeekMath, Section 4.1.2).
 
-    A_i = (R_i - mean_group(R)) / (std_group(R) + eps).  Shapes: (B,) -> (B,), B = n_prompts * k.
+    A_i = (r_i - mean_group(r)) / (std_group(r) + eps), computed from the reward-model scores alone (GRPO
+    puts the KL in the loss, not in the reward). ``scale=False`` drops the division, as Dr. GRPO
+    (Liu et al. 2025) and TRL's ``scale_rewards=False`` do: a group whose scores barely differ is then not
+    blown up to unit size. Shapes: (B,) -> (B,), B = n_prompts * k. (``std`` is the unbiased one, as TRL's.)
     """
     if k < 2:
         raise ValueError(f"GRPO needs k >= 2 samples per prompt, got k={k}")
-    grouped = returns.view(-1, k)
-    return ((grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + eps)).view(-1)
+    if scores.numel() % k:
+        raise ValueError(f"batch of {scores.numel()} scores is not a multiple of k={k}")
+    grouped = scores.view(-1, k)
+    centred = grouped - grouped.mean(1, keepdim=True)
+    if scale:
+        centred = centred / (grouped.std(1, keepdim=True) + eps)
+    return centred.view(-1)
+
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo")
+
+
+def aggregate_token_loss(per_token: torch.Tensor, mask: torch.Tensor, loss_type: str = "grpo",
+                         max_completion_length: int | None = None) -> torch.Tensor:
+    """Average a per-token loss (B, T) into one number, in one of TRL's three ways (``GRPOConfig.loss_type``).
+
+    - ``"grpo"``: mean over each response's tokens, then over responses (DeepSeekMath Eq. 3: 1/G sum_i 1/|o_i| sum_t).
+      A token of a short reply weighs more than a token of a long one.
+    - ``"dr_grpo"``: sum over all tokens / (B * max_completion_length) (Liu et al. 2025): a constant normaliser,
+      so no length bias.
+    - ``"dapo"``: sum over all tokens / number of tokens in the batch (Yu et al. 2025): every token weighs the same.
+    """
+    mask = mask.to(per_token.dtype)
+    if loss_type == "grpo":
+        return ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+    if loss_type == "dr_grpo":
+        length = max_completion_length if max_completion_length is not None else per_token.shape[1]
+        return (per_token * mask).sum() / (per_token.shape[0] * length)
+    if loss_type == "dapo":
+        return (per_token * mask).sum() / mask.sum().clamp(min=1)
+    raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+
+
+def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+              advantages: torch.Tensor, mask: torch.Tensor, beta: float, clip_range: float = 0.2,
+              loss_type: str = "grpo", max_completion_length: int | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+    """GRPO's loss (Shao et al. 2024, DeepSeekMath, Eq. 3), per token, aggregated by ``loss_type``.
+
+    per token:  -min(ratio_t * A_i, clip(ratio_t, 1 - eps, 1 + eps) * A_i) + beta * k3_t,
+    ratio_t = pi(y_t) / pi_old(y_t), k3_t = :func:`k3_kl` against the reference. With one update per batch
+    (TRL's ``num_iterations=1``) pi_old is the policy itself, detached: the ratio is 1 and the clip is
+    inactive, but its gradient is the policy gradient.
+    Args: logprobs (B, T) with grad; old_logprobs, ref_logprobs, mask (B, T); advantages (B,), one per response.
+    Returns the loss and stats: ``kl`` (mean k3 per token) and ``clipfrac``.
+    """
+    ratio = torch.exp(logprobs - old_logprobs)
+    adv = advantages.view(-1, 1).to(logprobs.dtype)
+    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * adv)
+    kl = k3_kl(logprobs, ref_logprobs)
+    per_token = -surrogate + beta * kl
+    loss = aggregate_token_loss(per_token, mask, loss_type, max_completion_length)
+    with torch.no_grad():
+        clipped = (ratio * adv) > (torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * adv)
+        stats = {"k3_kl": masked_mean(kl, mask).item(), "clipfrac": masked_mean(clipped.float(), mask).item()}
+    return loss, stats
 
 
 # ------------------------------------------------------------------------------------ PPO
@@ -232,48 +308,53 @@ ALGORITHMS = ("reinforce", "rloo", "grpo", "ppo")
 
 @dataclass
 class PGConfig:
-    """Settings of one policy-gradient RLHF run (defaults: the course's CPU classroom setting)."""
+    """Settings of one policy-gradient RLHF run. The defaults are notebook 05's (RLOO on the tiny policy on a
+    2-core CPU); notebook 06 runs PPO at ``lr=5e-5``."""
     algorithm: str = "rloo"          # "reinforce" (mean baseline), "rloo", "grpo" or "ppo"
-    steps: int = 40                  # policy updates, each on a fresh batch of samples
+    steps: int = 30                  # policy updates, each on a fresh batch of samples
     prompts_per_step: int = 16       # distinct prompts per batch
     samples_per_prompt: int = 4      # k responses per prompt (RLOO and GRPO baselines need k >= 2)
-    lr: float = 1e-3                 # AdamW learning rate of the policy (and value head)
-    kl_coef: float = 0.05            # beta: weight of the per-token KL penalty to the reference
-    target_kl: float | None = None   # if set, adapt beta so the KL per response stays near this (nats)
+    lr: float = 1.5e-4               # AdamW learning rate of the policy (and value head); larger garbles the tiny policy
+    beta: float = 0.1                # weight of the KL penalty to the reference (TRL's name)
+    target_kl: float | None = None   # if set, adapt beta so the KL per response approaches this (nats)
+    kl_horizon: int = 500            # adaptive KL: horizon in samples (Ziegler et al. 2019: 10,000)
     max_new_tokens: int = MAX_NEW_TOKENS  # response length cap when sampling
     missing_eos_penalty: float | None = 4.0  # a reply with no EOS scores -this instead of the reward model's score
-    max_grad_norm: float = 1.0       # gradient clipping
+    max_grad_norm: float = 1.0       # clip the global gradient norm to this
+    loss_type: str = "grpo"          # GRPO: token aggregation, "grpo", "dr_grpo" or "dapo" (as TRL's GRPOConfig)
+    scale_rewards: bool = True       # GRPO: divide the group-centred scores by their std (False: Dr. GRPO)
     ppo_epochs: int = 4              # PPO: passes over each batch
     minibatches: int = 2             # PPO: minibatches per pass
-    clip_range: float = 0.2          # PPO: epsilon of the clipped ratio
+    clip_range: float = 0.2          # PPO and GRPO: epsilon of the clipped ratio
     clip_range_value: float = 0.2    # PPO: clipping of the value update
     vf_coef: float = 0.1             # PPO: weight of the value loss
     gamma: float = 1.0               # PPO: discount (1: the whole response counts)
     lam: float = 0.95                # PPO: GAE lambda
     stop_kl: float = 0.05            # PPO: stop a batch's epochs early when approx KL(old||new) exceeds this
-    seed: int = 0                    # seeds prompt order and sampling
+    seed: int = 0                    # seeds prompt order, sampling and PPO's minibatch order
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.algorithm in ("rloo", "grpo") and self.samples_per_prompt < 2:
             raise ValueError(f"{self.algorithm} needs samples_per_prompt >= 2, got {self.samples_per_prompt}")
-        if self.kl_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if self.target_kl is not None and self.target_kl <= 0:
+            raise ValueError(f"target_kl must be > 0 or None, got {self.target_kl}")
         if self.missing_eos_penalty is not None and self.missing_eos_penalty < 0:
             raise ValueError(f"missing_eos_penalty must be >= 0 or None, got {self.missing_eos_penalty}")
 
 
-
-
-
-def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: PGConfig = PGConfig(),
+def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: PGConfig = PGConfig(),
           gold_fn=None, progress: bool = True) -> list[dict]:
     """Fine-tune ``policy`` in place with KL-regularised policy gradient; return one log row per step.
 
     Args:
         policy: a causal LM (``PreTrainedModel``) to train.
-        ref_policy: the frozen reference (``models.frozen_copy(policy)`` before training).
+        ref_model: the frozen reference (``models.frozen_copy(policy)`` before training).
         tokenizer: their tokenizer.
         reward_fn: ``reward_fn(prompts, responses) -> (B,) tensor``, the proxy reward the policy maximises
             (the learned reward model, or the gold reward itself).
@@ -281,9 +362,14 @@ def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: 
         gold_fn: optional ``(prompts, responses, ended=...) -> (B,)`` logged beside the proxy (never trained
             on), e.g. ``evaluation.gold_reward_fn``; ``ended`` is ``Samples.ended`` as a list of bools.
     Each row holds: step, proxy_reward (the scores trained on, missing-EOS penalties included), gold_reward,
-    kl (nats per response), kl_coef, entropy (nats per token, sample estimate), length (tokens), ended
-    (share of replies with EOS), loss, seconds; PPO adds clipfrac, value_loss, epochs.
-    Stops with ``FloatingPointError`` (and a hint) on a NaN or infinite loss.
+    kl (k1 estimate, nats per response, of the policy that sampled the batch), beta (the weight used this step),
+    entropy (nats per token, sample estimate), length (tokens), ended (share of replies with EOS), loss, seconds;
+    PPO adds clipfrac, value_loss, approx_kl, epochs; GRPO adds k3_kl (per token) and clipfrac.
+
+    REINFORCE and RLOO put the KL in the reward (:func:`kl_shaped_rewards`) and take one step on
+    ``-mean(A * log pi(y|x))`` (:func:`reinforce_loss`); GRPO puts it in the loss (:func:`grpo_loss`); PPO runs
+    :func:`ppo_update` on the KL-shaped per-token rewards. Stops with ``FloatingPointError`` naming the step on a
+    NaN or infinite loss.
     """
     import random
     import time
@@ -296,11 +382,12 @@ def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: 
     k = cfg.samples_per_prompt
     rng = random.Random(cfg.seed)
     generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
+    minibatch_generator = torch.Generator().manual_seed(cfg.seed + 7)   # PPO's minibatch order, new every epoch
     value_head = ValueHead(policy.config.hidden_size).to(policy.device) if cfg.algorithm == "ppo" else None
     params = list(policy.parameters()) + (list(value_head.parameters()) if value_head is not None else [])
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    kl_ctl = AdaptiveKLController(cfg.kl_coef, cfg.target_kl, horizon=max(cfg.steps, 1) * 4) if cfg.target_kl else None
-    kl_coef = cfg.kl_coef
+    kl_ctl = AdaptiveKLController(cfg.beta, cfg.target_kl, cfg.kl_horizon) if cfg.target_kl else None
+    beta = cfg.beta
     sample_cfg = SampleConfig(max_new_tokens=cfg.max_new_tokens, temperature=1.0)
     history: list[dict] = []
     policy.eval()  # RL trains with dropout off, so sampling, old and new log-probs agree
@@ -311,71 +398,93 @@ def train(policy, ref_policy, tokenizer, reward_fn, prompts: list[str], config: 
         samples = sample(policy, tokenizer, batch_prompts, sample_cfg, generator)
         mask = samples.response_mask.to(torch.float32)
         with torch.no_grad():
-            ref_logprobs = response_logprobs(ref_policy, samples.prompt_ids, samples.prompt_mask,
+            ref_logprobs = response_logprobs(ref_model, samples.prompt_ids, samples.prompt_mask,
                                              samples.response_ids, samples.response_mask, group=k)
             scores = score_responses(reward_fn, batch_prompts, samples.texts, samples.ended, cfg.missing_eos_penalty)
-            rewards, kl = kl_shaped_rewards(scores.to(mask.device), samples.logprobs, ref_logprobs, mask, kl_coef)
+            in_reward = 0.0 if cfg.algorithm == "grpo" else beta      # GRPO's KL is a loss term instead
+            rewards, kl = kl_shaped_rewards(scores.to(mask.device), samples.logprobs, ref_logprobs, mask, in_reward)
         row = {"step": step, "proxy_reward": scores.mean().item(), "kl": kl.sum(1).mean().item(),
-               "kl_coef": kl_coef, "entropy": (-masked_mean(samples.logprobs, mask)).item(),
+               "beta": beta, "entropy": (-masked_mean(samples.logprobs, mask)).item(),
                "length": mask.sum(1).mean().item(), "ended": samples.ended.float().mean().item()}
         if gold_fn is not None:
             gold = gold_fn(batch_prompts, samples.texts, ended=samples.ended.tolist())
             row["gold_reward"] = float(torch.as_tensor(gold, dtype=torch.float32).mean())
         if cfg.algorithm == "ppo":
-            row.update(_ppo_update(policy, value_head, optimizer, samples, rewards, mask, cfg, params))
+            row.update(ppo_update(policy, value_head, optimizer, samples, rewards, cfg, minibatch_generator, step))
         else:
-            returns = rewards.sum(1)                                  # score - beta * KL, per response
-            if cfg.algorithm == "reinforce":
-                adv = mean_baseline_advantages(returns)
-            elif cfg.algorithm == "rloo":
-                adv = rloo_advantages(returns, k)
-            else:
-                adv = grpo_advantages(returns, k)
             logprobs = response_logprobs(policy, samples.prompt_ids, samples.prompt_mask,
                                          samples.response_ids, samples.response_mask, group=k)
-            loss = -(adv.detach() * logprobs.sum(1)).mean()           # REINFORCE: E[A * grad log pi(y|x)]
-            _step(loss, optimizer, params, cfg.max_grad_norm, step)
+            if cfg.algorithm == "grpo":
+                adv = grpo_advantages(scores.to(mask.device), k, scale=cfg.scale_rewards)
+                loss, stats = grpo_loss(logprobs, logprobs.detach(), ref_logprobs, adv, mask, beta,
+                                        cfg.clip_range, cfg.loss_type, cfg.max_new_tokens)
+                row.update(stats)
+            else:
+                returns = rewards.sum(1)                              # score - beta * KL, per response
+                adv = mean_baseline_advantages(returns) if cfg.algorithm == "reinforce" else rloo_advantages(returns, k)
+                loss = reinforce_loss(logprobs, adv)
+            optimizer_step(loss, optimizer, params, cfg.max_grad_norm, step)
             row["loss"] = loss.item()
         if kl_ctl is not None:
-            kl_coef = kl_ctl.update(row["kl"], 1)
+            beta = kl_ctl.update(row["kl"], len(samples))
         row["seconds"] = time.perf_counter() - start
         history.append(row)
         bar.set_postfix(reward=f"{row['proxy_reward']:.2f}", kl=f"{row['kl']:.2f}")
     return history
 
 
-def _step(loss: torch.Tensor, optimizer, params, max_grad_norm: float, step: int) -> None:
+def reinforce_loss(logprobs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """REINFORCE's loss, -mean_i[A_i * log pi(y_i | x_i)] (Williams 1992; notebook 01), whose gradient is the
+    policy-gradient estimate. ``logprobs`` (B, T) per token, 0 on padding (summed per response: a sequence-level
+    loss, no length normalisation); ``advantages`` (B,), detached here."""
+    return -(advantages.detach() * logprobs.sum(1)).mean()
+
+
+def optimizer_step(loss: torch.Tensor, optimizer, params, max_grad_norm: float, step: int) -> None:
+    """backward, clip the global gradient norm to ``max_grad_norm``, step. A NaN or infinite loss stops
+    training with ``FloatingPointError`` naming the training ``step``."""
     if not torch.isfinite(loss):
         raise FloatingPointError(f"step {step}: the loss is {loss.item()}; training stopped. "
-                                 "Lower the learning rate, or raise kl_coef, and run again.")
+                                 "Lower the learning rate, or raise beta, and run again.")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
 
 
-def _ppo_update(policy, value_head, optimizer, samples, rewards, mask, cfg: PGConfig, params) -> dict:
-    """PPO epochs over one batch: GAE advantages, clipped policy loss, clipped value loss, early stop on KL."""
+def ppo_update(policy, value_head: ValueHead, optimizer, samples, rewards: torch.Tensor, config: PGConfig,
+               generator: torch.Generator | None = None, step: int = 0) -> dict:
+    """PPO's update on one batch (Schulman et al. 2017; Ziegler et al. 2019; TRL's PPO before 1.x).
+
+    1. One no-grad forward pass gives pi_old's log-probs and the old values (B, T); GAE (:func:`gae`) turns the
+       per-token ``rewards`` (B, T, from :func:`kl_shaped_rewards`) into advantages and returns; advantages
+       are whitened over the batch.
+    2. ``ppo_epochs`` passes; each pass shuffles the batch anew (``generator``) into ``minibatches`` parts and
+       takes one optimiser step per part on :func:`ppo_policy_loss` + ``vf_coef`` * :func:`ppo_value_loss`.
+    3. After a pass whose mean approximate KL(old || new) exceeds ``stop_kl``, the remaining passes are skipped.
+    Returns the means over minibatches of loss, value_loss, clipfrac, approx_kl, and the passes run (``epochs``).
+    """
+    cfg = config
+    mask = samples.response_mask.to(torch.float32)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     with torch.no_grad():
-        _, old_values = logprobs_and_values(policy, value_head, samples)
+        old_logprobs, old_values = logprobs_and_values(policy, value_head, samples)
         advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
         advantages = whiten(advantages, mask)
-    old_logprobs = samples.logprobs
     B = len(samples)
     size = max(1, B // cfg.minibatches)
     stats = {"loss": 0.0, "value_loss": 0.0, "clipfrac": 0.0, "approx_kl": 0.0}
     n, epochs = 0, 0
-    order_gen = torch.Generator().manual_seed(cfg.seed + 7)
-    for epoch in range(cfg.ppo_epochs):
+    for _ in range(cfg.ppo_epochs):
         epochs += 1
         epoch_kl = []
-        for idx in torch.randperm(B, generator=order_gen).split(size):
-            mb = _rows(samples, idx)
+        for idx in torch.randperm(B, generator=generator).split(size):
+            mb = minibatch(samples, idx)
             logprobs, values = logprobs_and_values(policy, value_head, mb)
             pg_loss, s = ppo_policy_loss(logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_range)
             v_loss = ppo_value_loss(values, old_values[idx], returns[idx], mask[idx], cfg.clip_range_value)
             loss = pg_loss + cfg.vf_coef * v_loss
-            _step(loss, optimizer, params, cfg.max_grad_norm, epoch)
+            optimizer_step(loss, optimizer, params, cfg.max_grad_norm, step)
             stats["loss"] += loss.item(); stats["value_loss"] += v_loss.item()
             stats["clipfrac"] += s["clipfrac"]; stats["approx_kl"] += s["approx_kl"]
             n += 1
@@ -385,7 +494,8 @@ def _ppo_update(policy, value_head, optimizer, samples, rewards, mask, cfg: PGCo
     return {key: value / max(n, 1) for key, value in stats.items()} | {"epochs": epochs}
 
 
-def _rows(batch, idx: torch.Tensor):
-    """The sub-batch of rows ``idx`` (only the tensors ``logprobs_and_values`` needs)."""
+def minibatch(batch, idx: torch.Tensor):
+    """The rows ``idx`` (a 1-d index tensor) of a batch of samples, as a ``generation.Batch`` (the tensors
+    :func:`logprobs_and_values` needs)."""
     from rlhf_lab.generation import Batch
     return Batch(batch.prompt_ids[idx], batch.prompt_mask[idx], batch.response_ids[idx], batch.response_mask[idx])

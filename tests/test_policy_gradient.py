@@ -12,7 +12,7 @@ def test_kl_shaped_rewards_by_hand():
     logprobs = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, 0.0, 0.0]])
     ref = torch.tensor([[-1.5, -1.0, -9.0], [-0.5, -9.0, -9.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
-    rewards, kl = pg.kl_shaped_rewards(scores, logprobs, ref, mask, kl_coef=0.1)
+    rewards, kl = pg.kl_shaped_rewards(scores, logprobs, ref, mask, beta=0.1)
     torch.testing.assert_close(kl, torch.tensor([[0.5, -1.0, 0.0], [0.0, 0.0, 0.0]]))
     # -0.1 * kl on every token, the score added on the last real token, nothing on padding
     torch.testing.assert_close(rewards, torch.tensor([[-0.05, 0.1 + 1.0, 0.0], [2.0, 0.0, 0.0]]))
@@ -34,7 +34,59 @@ def test_grpo_and_mean_baseline_by_hand():
     adv = pg.grpo_advantages(torch.tensor([1.0, 2.0, 6.0]), k=3, eps=0.0)
     s = math.sqrt(7.0)  # unbiased std of (1, 2, 6) around the mean 3
     torch.testing.assert_close(adv, torch.tensor([-2 / s, -1 / s, 3 / s]))
+    # Dr. GRPO: centred, not scaled
+    torch.testing.assert_close(pg.grpo_advantages(torch.tensor([1.0, 2.0, 6.0]), k=3, scale=False),
+                               torch.tensor([-2.0, -1.0, 3.0]))
     torch.testing.assert_close(pg.mean_baseline_advantages(torch.tensor([1.0, 2.0, 6.0])), torch.tensor([-2.0, -1.0, 3.0]))
+    with pytest.raises(ValueError, match="multiple"):
+        pg.grpo_advantages(torch.tensor([1.0, 2.0, 6.0]), k=2)
+
+
+def test_k3_kl_by_hand():
+    lp, ref = torch.tensor([[-1.0, -2.0]]), torch.tensor([[-1.5, -2.0]])
+    # d = ref - lp = (-0.5, 0): k3 = exp(-0.5) + 0.5 - 1, and 0 where the two agree
+    torch.testing.assert_close(pg.k3_kl(lp, ref), torch.tensor([[math.exp(-0.5) - 0.5, 0.0]]))
+    assert (pg.k3_kl(torch.randn(4, 5), torch.randn(4, 5)) >= 0).all()
+
+
+def test_token_aggregation_grpo_dr_grpo_dapo_by_hand():
+    per_token = torch.tensor([[1.0, 3.0, 0.0, 0.0], [2.0, 2.0, 2.0, 6.0]])
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    # grpo: mean per response, then over responses: (2 + 3) / 2
+    assert pg.aggregate_token_loss(per_token, mask, "grpo").item() == pytest.approx(2.5)
+    # dr_grpo: sum of all tokens / (B * max_completion_length) = 16 / (2 * 8)
+    assert pg.aggregate_token_loss(per_token, mask, "dr_grpo", max_completion_length=8).item() == pytest.approx(1.0)
+    # dapo: sum of all tokens / number of tokens = 16 / 6
+    assert pg.aggregate_token_loss(per_token, mask, "dapo").item() == pytest.approx(16 / 6)
+    with pytest.raises(ValueError, match="loss_type"):
+        pg.aggregate_token_loss(per_token, mask, "ppo")
+    with pytest.raises(ValueError, match="loss_type"):
+        pg.PGConfig(algorithm="grpo", loss_type="token_mean")
+
+
+def test_grpo_loss_by_hand():
+    """One group of two replies (2 and 1 tokens), advantages +1 / -1, beta = 0.5, ratio 1 (pi_old = pi)."""
+    lp = torch.tensor([[-1.0, -2.0], [-0.5, 0.0]], requires_grad=True)
+    ref = torch.tensor([[-1.5, -2.0], [-0.5, 0.0]])
+    mask = torch.tensor([[1, 1], [1, 0]])
+    adv = torch.tensor([1.0, -1.0])
+    loss, stats = pg.grpo_loss(lp, lp.detach(), ref, adv, mask, beta=0.5, loss_type="grpo")
+    k3 = math.exp(-0.5) - 0.5                       # the only token where pi and pi_ref differ
+    # reply 0: mean(-1 + 0.5 * k3, -1 + 0) ; reply 1: +1 ; then the mean of the two
+    expected = ((-1 + 0.5 * k3 - 1) / 2 + 1) / 2
+    assert loss.item() == pytest.approx(expected)
+    assert stats["clipfrac"] == 0.0
+    loss.backward()
+    # d loss / d lp for reply 1's token: -A * ratio / |o| / G = +1 / 1 / 2; padding gets nothing
+    assert lp.grad[1, 0].item() == pytest.approx(0.5) and lp.grad[1, 1].item() == 0.0
+    # d/d lp of 0.5 * k3 on token (0, 0) is 0.5 * (1 - exp(d)) with d = -0.5, plus -A/(|o| G) = -1/4
+    assert lp.grad[0, 0].item() == pytest.approx((-1 + 0.5 * (1 - math.exp(-0.5))) / 4)
+    # outside the clip range with A > 0 the clipped term is active and sends no gradient
+    lp2 = torch.tensor([[math.log(1.5)]], requires_grad=True)
+    loss2, stats2 = pg.grpo_loss(lp2, torch.zeros(1, 1), lp2.detach(), torch.tensor([2.0]), torch.ones(1, 1), beta=0.0)
+    assert loss2.item() == pytest.approx(-2.4) and stats2["clipfrac"] == 1.0
+    loss2.backward()
+    assert lp2.grad.item() == 0.0
 
 
 def test_gae_on_a_short_trajectory_by_hand():
@@ -88,11 +140,24 @@ def test_whiten_and_masked_mean():
     assert w[:, 2].abs().sum() == 0
 
 
-def test_adaptive_kl_controller_moves_beta_towards_the_target():
-    ctl = pg.AdaptiveKLController(0.1, target=5.0, horizon=10)
-    assert ctl.update(10.0, 1) > 0.1          # KL too high: stronger penalty
-    ctl = pg.AdaptiveKLController(0.1, target=5.0, horizon=10)
-    assert ctl.update(1.0, 1) < 0.1           # KL too low: weaker penalty
+def test_adaptive_kl_controller_by_hand_and_within_one_run():
+    ctl = pg.AdaptiveKLController(0.1, target=5.0, horizon=500)
+    # KL 6 against 5: error +0.2 (at the clip), 64 samples: beta * (1 + 0.2 * 64 / 500)
+    assert ctl.update(6.0, 64) == pytest.approx(0.1 * (1 + 0.2 * 64 / 500))
+    ctl = pg.AdaptiveKLController(0.1, target=5.0, horizon=500)
+    assert ctl.update(4.5, 64) == pytest.approx(0.1 * (1 - 0.1 * 64 / 500))   # error -0.1, not clipped
+    # a run of notebook 05's size (30 steps of 64 samples) with the KL stuck at 3x the target: beta doubles ...
+    ctl = pg.AdaptiveKLController(0.1, target=2.0, horizon=pg.PGConfig().kl_horizon)
+    for _ in range(30):
+        ctl.update(6.0, 64)
+    assert ctl.value > 0.2
+    # ... and with the KL stuck at a tenth of it, beta halves
+    ctl = pg.AdaptiveKLController(0.1, target=2.0, horizon=pg.PGConfig().kl_horizon)
+    for _ in range(30):
+        ctl.update(0.2, 64)
+    assert ctl.value < 0.05
+    with pytest.raises(ValueError, match="target"):
+        pg.AdaptiveKLController(0.1, target=0.0)
 
 
 def test_config_rejects_bad_settings():
@@ -100,6 +165,10 @@ def test_config_rejects_bad_settings():
         pg.PGConfig(algorithm="a2c")
     with pytest.raises(ValueError, match="samples_per_prompt"):
         pg.PGConfig(algorithm="rloo", samples_per_prompt=1)
+    with pytest.raises(ValueError, match="beta"):
+        pg.PGConfig(beta=-0.1)
+    with pytest.raises(ValueError, match="target_kl"):
+        pg.PGConfig(target_kl=0.0)
 
 
 # ------------------------------------------------------------------- missing EOS
@@ -169,17 +238,17 @@ def test_short_run_raises_gold_reward_and_beats_the_reference(setup, algorithm):
     from rlhf_lab import evaluation, models
 
     policy, tokenizer, train_texts, test_texts = setup
-    reference = models.frozen_copy(policy)
+    ref_model = models.frozen_copy(policy)
     model = _fresh(policy)
     config = pg.PGConfig(algorithm=algorithm, steps=16, prompts_per_step=8, samples_per_prompt=4,
-                         lr=1.5e-4 if algorithm == "rloo" else 5e-5, kl_coef=0.1, seed=0,
+                         lr=1.5e-4 if algorithm == "rloo" else 5e-5, beta=0.1, seed=0,
                          ppo_epochs=2)
-    log = pg.train(model, reference, tokenizer, evaluation.gold_reward_fn, train_texts, config,
+    log = pg.train(model, ref_model, tokenizer, evaluation.gold_reward_fn, train_texts, config,
                    gold_fn=evaluation.gold_reward_fn, progress=False)
     gold = [r["gold_reward"] for r in log]
-    assert sum(gold[-4:]) / 4 > sum(gold[:4]) / 4 + 0.3
-    result = evaluation.compare(model, reference, tokenizer, test_texts, samples_per_prompt=2, seed=1)
-    kl = evaluation.kl_to_reference(model, reference, tokenizer, test_texts, seed=1)
+    assert sum(gold[-4:]) / 4 > sum(gold[:4]) / 4 + 0.2, gold
+    result = evaluation.compare(model, ref_model, tokenizer, test_texts, samples_per_prompt=2, seed=1)
+    kl = evaluation.kl_to_reference(model, ref_model, tokenizer, test_texts, seed=1)
     assert result.gold_a > result.gold_b + 0.3, (result.gold_a, result.gold_b)   # held out, it reads better ...
     assert result.win_rate >= 0.55, result.win_rate                            # ... in most head-to-heads
     assert kl <= 15.0, kl
@@ -210,7 +279,7 @@ def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
     reward_net, reward_tokenizer = rm.default_reward_model(progress=False)
     model = _fresh(policy)
     config = pg.PGConfig(algorithm="rloo", steps=30, prompts_per_step=8, samples_per_prompt=4, lr=1e-3,
-                         kl_coef=0.0, seed=0)   # half notebook 05's batch: ~20 s
+                         beta=0.0, seed=0)   # half notebook 05's batch: ~20 s
     log = pg.train(model, models.frozen_copy(policy), tokenizer,
                    lambda p, r: rm.score(reward_net, reward_tokenizer, p, r), train_texts, config,
                    gold_fn=evaluation.gold_reward_fn, progress=False)
@@ -220,3 +289,171 @@ def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
     assert gain > 0.5                                        # the reward model is fooled ...
     assert proxy[-1] >= proxy[0] + 0.7 * gain                # ... and the proxy ends near its maximum
     assert gold[-1] <= max(gold) - 1.0                       # while what people prefer has fallen from its peak
+
+
+# ------------------------------------------------------------------- the steps notebooks 05 and 06 write inline
+def _inline_rloo_step(policy, ref_model, tokenizer, reward_fn, train_texts, optimizer, rng, generator,
+                      prompts_per_step, k, beta, max_new_tokens):
+    """Notebook 05's inline RLOO step (kept identical to it)."""
+    from rlhf_lab.generation import SampleConfig, response_logprobs, sample
+
+    prompts = [p for p in rng.sample(train_texts, prompts_per_step) for _ in range(k)]
+    samples = sample(policy, tokenizer, prompts, SampleConfig(max_new_tokens=max_new_tokens), generator)
+    mask = samples.response_mask
+    with torch.no_grad():
+        ref_logprobs = response_logprobs(ref_model, samples.prompt_ids, samples.prompt_mask, samples.response_ids, mask, group=k)
+        scores = pg.score_responses(reward_fn, prompts, samples.texts, samples.ended, missing_eos_penalty=4.0)
+        rewards, kl = pg.kl_shaped_rewards(scores, samples.logprobs, ref_logprobs, mask.float(), beta)
+        returns = rewards.sum(1)
+        grouped = returns.view(-1, k)
+        advantages = (grouped - (grouped.sum(1, keepdim=True) - grouped) / (k - 1)).view(-1)
+    logprobs = response_logprobs(policy, samples.prompt_ids, samples.prompt_mask, samples.response_ids, mask, group=k)
+    loss = -(advantages * logprobs.sum(1)).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm=1.0)
+    optimizer.step()
+    return loss
+
+
+def test_an_inline_rloo_step_equals_one_step_of_train(setup):
+    import random
+
+    from rlhf_lab import evaluation, models
+
+    policy, tokenizer, train_texts, _ = setup
+    ref_model = models.frozen_copy(policy)
+    config = pg.PGConfig(steps=1, prompts_per_step=4, samples_per_prompt=4, seed=3)
+    by_package = _fresh(policy)
+    pg.train(by_package, ref_model, tokenizer, evaluation.gold_reward_fn, train_texts, config, progress=False)
+    inline = _fresh(policy)
+    inline.eval()
+    optimizer = torch.optim.AdamW(inline.parameters(), lr=config.lr, weight_decay=0.0)
+    _inline_rloo_step(inline, ref_model, tokenizer, evaluation.gold_reward_fn, train_texts, optimizer,
+                      random.Random(config.seed), torch.Generator().manual_seed(config.seed),
+                      config.prompts_per_step, config.samples_per_prompt, config.beta, config.max_new_tokens)
+    moved = max((a - b).abs().max().item() for a, b in zip(by_package.parameters(), policy.parameters()))
+    gap = max((a - b).abs().max().item() for a, b in zip(by_package.parameters(), inline.parameters()))
+    assert moved > 0.5 * config.lr and gap < 1e-3 * config.lr, (moved, gap)
+
+
+def _inline_ppo_batch(policy, value_head, optimizer, samples, rewards, cfg, generator):
+    """Notebook 06's inline PPO batch (kept identical to it)."""
+    mask = samples.response_mask.float()
+    params = list(policy.parameters()) + list(value_head.parameters())
+    with torch.no_grad():
+        old_logprobs, old_values = pg.logprobs_and_values(policy, value_head, samples)
+        advantages, returns = pg.gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+        advantages = pg.whiten(advantages, mask)
+    epochs = 0
+    for epoch in range(cfg.ppo_epochs):
+        epochs += 1
+        kls = []
+        for idx in torch.randperm(len(samples), generator=generator).split(len(samples) // cfg.minibatches):
+            m, A, R = mask[idx], advantages[idx], returns[idx]
+            logprobs, values = pg.logprobs_and_values(policy, value_head, pg.minibatch(samples, idx))
+            log_ratio = (logprobs - old_logprobs[idx]) * m
+            ratio = torch.exp(log_ratio)
+            policy_loss = pg.masked_mean(torch.maximum(-A * ratio, -A * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)), m)
+            v_clipped = old_values[idx] + (values - old_values[idx]).clamp(-cfg.clip_range_value, cfg.clip_range_value)
+            value_loss = 0.5 * pg.masked_mean(torch.maximum((values - R) ** 2, (v_clipped - R) ** 2), m)
+            loss = policy_loss + cfg.vf_coef * value_loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            kls.append(pg.masked_mean(0.5 * log_ratio ** 2, m).item())
+        if sum(kls) / len(kls) > cfg.stop_kl:
+            break
+    return epochs
+
+
+@pytest.mark.parametrize("stop_kl", [0.05, 1e-9])
+def test_an_inline_ppo_batch_equals_ppo_update(setup, stop_kl):
+    """Same start, same samples, same minibatch order: the same parameters, value head and passes run."""
+    from rlhf_lab import evaluation, models
+    from rlhf_lab.generation import SampleConfig, response_logprobs, sample
+
+    policy, tokenizer, train_texts, _ = setup
+    cfg = pg.PGConfig(algorithm="ppo", lr=5e-4, ppo_epochs=3, stop_kl=stop_kl)
+    prompts = [p for p in train_texts[:4] for _ in range(4)]
+    samples = sample(policy, tokenizer, prompts, SampleConfig(max_new_tokens=cfg.max_new_tokens), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = response_logprobs(policy, samples.prompt_ids, samples.prompt_mask, samples.response_ids, samples.response_mask)
+    scores = evaluation.gold_reward_fn(prompts, samples.texts)
+    rewards, _ = pg.kl_shaped_rewards(torch.as_tensor(scores), samples.logprobs, ref - 0.05, samples.response_mask.float(), 0.1)
+    runs = []
+    for update in (pg.ppo_update, _inline_ppo_batch):
+        model = _fresh(policy)
+        model.eval()
+        head = pg.ValueHead(model.config.hidden_size)
+        optimizer = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=0.0)
+        out = update(model, head, optimizer, samples, rewards, cfg, torch.Generator().manual_seed(1))
+        runs.append((model, head, out["epochs"] if isinstance(out, dict) else out))
+    (a, head_a, epochs_a), (b, head_b, epochs_b) = runs
+    assert epochs_a == epochs_b == (1 if stop_kl < 1e-6 else epochs_a)
+    assert epochs_a >= 1
+    for x, y in zip(list(a.parameters()) + list(head_a.parameters()), list(b.parameters()) + list(head_b.parameters())):
+        torch.testing.assert_close(x, y, atol=1e-7, rtol=1e-5)
+    assert max((x - y).abs().max().item() for x, y in zip(a.parameters(), policy.parameters())) > 1e-4
+
+
+def test_ppo_minibatches_are_reshuffled_every_epoch_and_every_step(setup, monkeypatch):
+    from rlhf_lab import evaluation, models
+
+    policy, tokenizer, train_texts, _ = setup
+    orders, randperm = [], torch.randperm
+
+    def recording(n, *args, **kwargs):
+        out = randperm(n, *args, **kwargs)
+        orders.append(tuple(out.tolist()))
+        return out
+
+    monkeypatch.setattr(torch, "randperm", recording)
+    config = pg.PGConfig(algorithm="ppo", steps=2, prompts_per_step=4, samples_per_prompt=2, ppo_epochs=2,
+                         stop_kl=1e9, max_new_tokens=8, missing_eos_penalty=None)
+    pg.train(_fresh(policy), models.frozen_copy(policy), tokenizer, evaluation.gold_reward_fn, train_texts, config,
+             progress=False)
+    assert len(orders) == 4 and len(set(orders)) == 4, orders
+
+
+def test_adaptive_beta_moves_within_a_run(setup):
+    from rlhf_lab import evaluation, models
+
+    policy, tokenizer, train_texts, _ = setup
+    config = pg.PGConfig(steps=3, prompts_per_step=4, samples_per_prompt=2, max_new_tokens=8, target_kl=50.0,
+                         kl_horizon=20, missing_eos_penalty=None)
+    log = pg.train(_fresh(policy), models.frozen_copy(policy), tokenizer, evaluation.gold_reward_fn, train_texts, config,
+                   progress=False)
+    betas = [r["beta"] for r in log]
+    # the KL (a few nats at most) sits far below the target: beta falls by the clipped 20 % x 8 samples / 20 each step
+    assert betas[0] == 0.1
+    for before, after in zip(betas, betas[1:]):
+        assert after == pytest.approx(before * (1 - 0.2 * 8 / 20))
+
+
+def test_a_nan_in_ppo_names_the_training_step(setup):
+    from rlhf_lab import models
+
+    policy, tokenizer, train_texts, _ = setup
+    calls = []
+
+    def reward_that_breaks(prompts, responses):
+        calls.append(1)
+        return torch.full((len(prompts),), float("nan") if len(calls) > 1 else 0.0)
+
+    with pytest.raises(FloatingPointError, match="step 1"):
+        pg.train(_fresh(policy), models.frozen_copy(policy), tokenizer, reward_that_breaks, train_texts,
+                 pg.PGConfig(algorithm="ppo", steps=3, prompts_per_step=2, samples_per_prompt=2, max_new_tokens=8,
+                             missing_eos_penalty=None), progress=False)
+
+
+def test_grpo_trains_with_each_token_aggregation(setup):
+    from rlhf_lab import evaluation, models
+
+    policy, tokenizer, train_texts, _ = setup
+    for loss_type in pg.LOSS_TYPES:
+        log = pg.train(_fresh(policy), models.frozen_copy(policy), tokenizer, evaluation.gold_reward_fn, train_texts,
+                       pg.PGConfig(algorithm="grpo", steps=2, prompts_per_step=2, samples_per_prompt=2, max_new_tokens=8,
+                                   loss_type=loss_type), progress=False)
+        assert all(math.isfinite(r["loss"]) and "k3_kl" in r for r in log)
