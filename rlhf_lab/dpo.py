@@ -122,7 +122,7 @@ class PairData:
 
 
 # ----------------------------------------------------------------------------- implicit reward
-def implicit_reward(policy: PreTrainedModel, ref: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+def implicit_reward(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                     prompts: Sequence[str], responses: Sequence[str], beta: float,
                     batch_size: int = 128) -> torch.Tensor:
     """DPO's implicit reward ``beta * (log pi(y|x) - log pi_ref(y|x))`` of each (prompt, response). Shape: (B,).
@@ -132,25 +132,25 @@ def implicit_reward(policy: PreTrainedModel, ref: PreTrainedModel, tokenizer: Pr
     """
     prompts = [world.prompt_text(p) for p in prompts]
     batch = encode(tokenizer, list(prompts), list(responses))
-    return beta * (sequence_logprobs(policy, batch, batch_size) - sequence_logprobs(ref, batch, batch_size))
+    return beta * (sequence_logprobs(policy, batch, batch_size) - sequence_logprobs(ref_model, batch, batch_size))
 
 
-def implicit_accuracy(policy: PreTrainedModel, ref: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+def implicit_accuracy(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                       records: Sequence[PreferenceRecord], beta: float = 1.0, batch_size: int = 128) -> float:
     """Share of pairs (ties left out) where the implicit reward of ``chosen`` beats that of ``rejected``.
 
     The same measure as ``reward_model.accuracy``, with the policy as the reward model. ``beta`` only
     scales the rewards, so it does not change the accuracy (any beta > 0 gives the same number).
     """
-    return accuracy(implicit_scorer(policy, ref, tokenizer, beta, batch_size), records)
+    return accuracy(implicit_scorer(policy, ref_model, tokenizer, beta, batch_size), records)
 
 
-def implicit_scorer(policy: PreTrainedModel, ref: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+def implicit_scorer(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                     beta: float, batch_size: int = 128) -> Callable[[Sequence[str], Sequence[str]], torch.Tensor]:
     """The implicit reward as a ``reward_model.Scorer``, f(prompts, responses) -> (B,): pass it to
     ``reward_model.evaluate`` to put the DPO policy's accuracy next to the Bayes ceiling."""
     def scorer(prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
-        return implicit_reward(policy, ref, tokenizer, prompts, responses, beta, batch_size)
+        return implicit_reward(policy, ref_model, tokenizer, prompts, responses, beta, batch_size)
     return scorer
 
 
@@ -166,7 +166,7 @@ class DPOConfig:
                                   # (2 prompts of the course's 16-way comparisons = 240 pairs, 32 responses)
     weight_decay: float = 0.0     # AdamW decay on matrices (not biases, LayerNorms)
     warmup_fraction: float = 0.1  # share of steps with linear warm-up from 0; then linear decay to 0
-    grad_clip: float = 1.0        # clip the global gradient norm to this
+    max_grad_norm: float = 1.0    # clip the global gradient norm to this
     seed: int = 0                 # seeds the order of the pairs in every epoch
     eval_batch_size: int = 128    # responses per forward pass when computing log-probs without gradients
 
@@ -185,10 +185,10 @@ class DPOHistory:
     seconds: float = 0.0                                        # wall-clock time (reference pass and validation included)
 
 
-def train_dpo(policy: PreTrainedModel, ref: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+def train_dpo(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
               records: Sequence[PreferenceRecord], config: DPOConfig | None = None,
               val_records: Sequence[PreferenceRecord] | None = None, progress: bool = True) -> DPOHistory:
-    """Train ``policy`` in place with :func:`dpo_loss` on preference records; ``ref`` stays frozen.
+    """Train ``policy`` in place with :func:`dpo_loss` on preference records; ``ref_model`` stays frozen.
 
     The reference log-probs never change, so they are computed once, up front, without gradients. Each
     step takes the pairs of a few prompts (at least ``batch_size`` pairs, see :class:`PairData`) and needs one
@@ -212,16 +212,16 @@ def train_dpo(policy: PreTrainedModel, ref: PreTrainedModel, tokenizer: PreTrain
     if not any(p.requires_grad for p in policy.parameters()):
         raise ValueError("the policy has no trainable parameters (a frozen copy?): call "
                          "p.requires_grad_(True) on its parameters, or pass the model from models.load_policy")
-    if policy is ref:
-        raise ValueError("policy and ref are the same object: pass models.frozen_copy(policy) as ref")
+    if policy is ref_model:
+        raise ValueError("policy and ref_model are the same object: pass models.frozen_copy(policy) as ref_model")
     start = time.perf_counter()
     data = PairData.from_records(tokenizer, records)
-    ref_logps = sequence_logprobs(ref, data.rows, config.eval_batch_size)           # (U,) computed once
+    ref_logps = sequence_logprobs(ref_model, data.rows, config.eval_batch_size)           # (U,) computed once
     val, val_ref = None, None
     val_records = [r for r in val_records or () if not r.tie]
     if val_records:
         val = PairData.from_records(tokenizer, val_records)
-        val_ref = sequence_logprobs(ref, val.rows, config.eval_batch_size)
+        val_ref = sequence_logprobs(ref_model, val.rows, config.eval_batch_size)
 
     generator = torch.Generator().manual_seed(config.seed)
     plan = [group_batches(data.groups, config.batch_size, generator) for _ in range(config.epochs)]
@@ -252,7 +252,7 @@ def train_dpo(policy: PreTrainedModel, ref: PreTrainedModel, tokenizer: PreTrain
                     f"diverged. Lower the learning rate (lr={config.lr}) or raise beta (beta={config.beta}).")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
             schedule.step()
             _record(history, loss, chosen_r, rejected_r, policy_logps.detach() - ref_logps[rows])

@@ -89,22 +89,22 @@ def compare(policy_a: PreTrainedModel, policy_b: PreTrainedModel, tokenizer: Pre
 
 
 @torch.no_grad()
-def _kl_per_response(samples, ref_policy: PreTrainedModel) -> torch.Tensor:
+def _kl_per_response(samples, ref_model: PreTrainedModel) -> torch.Tensor:
     """log pi(y|x) - log pi_ref(y|x) for each sampled response y ~ pi. Shape (B,)."""
     from rlhf_lab.generation import response_logprobs
 
-    ref = response_logprobs(ref_policy, samples.prompt_ids, samples.prompt_mask, samples.response_ids,
+    ref = response_logprobs(ref_model, samples.prompt_ids, samples.prompt_mask, samples.response_ids,
                             samples.response_mask)
     return (samples.logprobs - ref).sum(1)
 
 
 @torch.no_grad()
-def kl_to_reference(policy: PreTrainedModel, ref_policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+def kl_to_reference(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                     prompts: Sequence[str], samples_per_prompt: int = 1, max_new_tokens: int = MAX_NEW_TOKENS,
                     seed: int = 0) -> float:
     """Monte-Carlo KL(pi || pi_ref) in nats per response: mean over samples y ~ pi of log pi(y|x) - log pi_ref(y|x)."""
     batch = [p for p in prompts for _ in range(samples_per_prompt)]
-    return _kl_per_response(_sample(policy, tokenizer, batch, max_new_tokens, seed), ref_policy).mean().item()
+    return _kl_per_response(_sample(policy, tokenizer, batch, max_new_tokens, seed), ref_model).mean().item()
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
@@ -324,6 +324,7 @@ class ReportRow:
     distinct_2: float      # distinct word bigrams / all word bigrams over its responses (diversity)
     n: int                 # responses judged (prompts x samples per prompt)
     texts: list[str] = field(default_factory=list, repr=False)   # its responses, in prompt order
+    length: float = float("nan")   # mean response length in tokens (EOS not counted): the best-known RLHF confound
 
     def to_dict(self) -> dict:
         """The row as a JSON-ready dict without the texts (what ``ARTIFACTS/evaluation/table.json`` holds)."""
@@ -332,17 +333,17 @@ class ReportRow:
         return d
 
 
-def evaluation_table(policies: Mapping[str, PolicyLike], reference: PreTrainedModel,
+def evaluation_table(policies: Mapping[str, PolicyLike], ref_model: PreTrainedModel,
                      tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], proxy_fn: RewardFn, *,
                      samples_per_prompt: int = 2, max_new_tokens: int = MAX_NEW_TOKENS, seed: int = 0,
                      gold_fn: RewardFn = gold_reward_fn, progress: bool = True) -> list[ReportRow]:
     """One :class:`ReportRow` per named policy, all on the same prompts with the same seeds.
 
     Every policy answers each prompt ``samples_per_prompt`` times (generator seeded with ``seed``); the
-    reference answers the same list once more with ``seed + 1``, and each response is judged by gold
+    reference (``ref_model``) answers the same list once more with ``seed + 1``, and each response is judged by gold
     against the reference's response to the same prompt (win rate, ties split). KL is the Monte-Carlo
     mean of log pi(y|x) - log pi_ref(y|x) on the policy's own samples; for :class:`BestOfN` it is the closed
-    form log n - (n-1)/n (the base must be ``reference``). Policies share ``tokenizer`` (they are tuned
+    form log n - (n-1)/n (the base must be ``ref_model``). Policies share ``tokenizer`` (they are tuned
     copies of one model). Shapes: every policy gives B = len(prompts) * samples_per_prompt responses.
     """
     from tqdm.auto import tqdm
@@ -353,11 +354,11 @@ def evaluation_table(policies: Mapping[str, PolicyLike], reference: PreTrainedMo
         raise ValueError(f"need at least one prompt and samples_per_prompt >= 1, got {len(prompts)} prompts and "
                          f"samples_per_prompt={samples_per_prompt}")
     batch = [p for p in prompts for _ in range(samples_per_prompt)]
-    ref_gold = torch.as_tensor(gold_fn(batch, _sample(reference, tokenizer, batch, max_new_tokens, seed + 1).texts))
+    ref_gold = torch.as_tensor(gold_fn(batch, _sample(ref_model, tokenizer, batch, max_new_tokens, seed + 1).texts))
     rows = []
     for name, policy in tqdm(policies.items(), desc="evaluating", disable=not progress):
         if isinstance(policy, BestOfN):
-            if policy.base is not reference:
+            if policy.base is not ref_model:
                 raise ValueError(f"{name}: best-of-n's KL is known only against its own base; pass the reference "
                                  "as BestOfN(base=reference, n=...)")
             texts = _best_of_n_texts(policy, tokenizer, prompts, samples_per_prompt, proxy_fn, gold_fn,
@@ -365,11 +366,12 @@ def evaluation_table(policies: Mapping[str, PolicyLike], reference: PreTrainedMo
             kl = best_of_n_kl(policy.n)
         else:
             samples = _sample(policy, tokenizer, batch, max_new_tokens, seed)
-            texts, kl = samples.texts, _kl_per_response(samples, reference).mean().item()
+            texts, kl = samples.texts, _kl_per_response(samples, ref_model).mean().item()
         gold = torch.as_tensor(gold_fn(batch, texts), dtype=torch.float32)
         proxy = torch.as_tensor(proxy_fn(batch, texts), dtype=torch.float32)
+        length = sum(len(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]) / len(texts)
         rows.append(ReportRow(name, gold.mean().item(), proxy.mean().item(), kl, win_rate(gold, ref_gold),
-                              distinct_n(texts, 2), len(texts), list(texts)))
+                              distinct_n(texts, 2), len(texts), list(texts), length))
     return rows
 
 
@@ -420,12 +422,12 @@ def save_table(rows: Sequence[ReportRow], path: str | Path) -> Path:
 
 def format_table(rows: Sequence[ReportRow]) -> str:
     """The rows as a fixed-width text table."""
-    head = f"{'policy':<14}{'gold':>7}{'proxy':>7}{'KL (nats)':>10}{'win rate':>9}{'distinct-2':>11}{'n':>5}"
+    head = f"{'policy':<14}{'gold':>7}{'proxy':>7}{'KL (nats)':>10}{'win rate':>9}{'distinct-2':>11}{'length':>7}{'n':>5}"
     lines = [head, "-" * len(head)]
     for r in rows:
         kl = 0.0 if abs(r.kl) < 5e-3 else r.kl   # no "-0.00" for a policy against itself
         lines.append(f"{r.policy:<14}{r.gold_reward:>+7.2f}{r.proxy_reward:>+7.2f}{kl:>10.2f}{r.win_rate:>9.0%}"
-                     f"{r.distinct_2:>11.2f}{r.n:>5d}")
+                     f"{r.distinct_2:>11.2f}{r.length:>7.1f}{r.n:>5d}")
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ token after ``Assistant:`` up to and including ``<|eos|>``.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -120,12 +121,29 @@ def build_model(config: TinyGPTConfig, tokenizer: PreTrainedTokenizerBase) -> GP
 
 
 # ---------------------------------------------------------------------------- save / load
+@contextlib.contextmanager
+def quiet_transformers():
+    """Silence transformers' loading report and progress bars while loading or saving a small local model
+    (a new head's missing weights are expected; a bar for 52 tensors is noise in a notebook)."""
+    from transformers.utils import logging
+    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
 def save_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> Path:
     """Save weights (safetensors) and tokenizer with ``save_pretrained``; returns the directory."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    with quiet_transformers():
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
     # transformers 5 names the generic fast tokenizer "TokenizersBackend"; 4.x knows it as
     # PreTrainedTokenizerFast (5.x accepts both), so write the old name and both can load it.
     config_file = path / "tokenizer_config.json"
@@ -152,11 +170,13 @@ def load_policy(name_or_path: str | Path = DEFAULT_POLICY, *, device: str | torc
     source = resolve_model_source(name_or_path)
     dtype = dtype or torch.float32
     dtype_kw = "dtype" if transformers_at_least(4, 56) else "torch_dtype"
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    quiet = Path(str(source)).is_dir()          # a hub download keeps its progress bars
+    with quiet_transformers() if quiet else contextlib.nullcontext():
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, **{dtype_kw: dtype})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(source, **{dtype_kw: dtype})
     _set_generation_ids(model, tokenizer)
     return model.to(device).eval(), tokenizer
 

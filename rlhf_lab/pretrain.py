@@ -53,7 +53,7 @@ class PretrainConfig:
     min_lr_fraction: float = 0.1  # the cosine decays to lr x this at the last step
     warmup_steps: int = 30      # linear warm-up from 0 to lr
     weight_decay: float = 0.1   # AdamW decay on matrices only (not biases, LayerNorms)
-    grad_clip: float = 1.0      # clip the global gradient norm to this
+    max_grad_norm: float = 1.0  # clip the global gradient norm to this
     per_prompt: int = 64        # corpus size: candidate responses per training prompt
     seed: int = 0               # seeds the corpus, the initial weights and the window order
 
@@ -132,7 +132,7 @@ def train(model: PreTrainedModel, tokens: torch.Tensor, config: PretrainConfig,
         loss = lm_loss(model, x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
         losses.append(loss.item())
         step_seconds.append(time.perf_counter() - step_start)

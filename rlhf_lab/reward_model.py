@@ -15,7 +15,10 @@ Two reward models, both trained with that one loss:
 * a **transformer** reward model: the tiny GPT-2 backbone with a scalar head
   (``AutoModelForSequenceClassification`` with ``num_labels=1``), reading
   ``format_prompt(prompt) + format_response(response) + EOS`` (:func:`encode_for_reward`) and
-  pooling the last real token (the EOS). :func:`load_reward_model`, :func:`save_reward_model`,
+  pooling the last token that is not padding: ``*ForSequenceClassification`` looks for the last token
+  that differs from ``pad_token_id``. The tiny policy has its own pad token, so that is the EOS; for a hub
+  model whose pad token *is* its EOS (gpt2, SmolLM2) it is the token before the EOS, which works as well.
+  :func:`load_reward_model`, :func:`save_reward_model`,
   :func:`train_reward_model`, :func:`score`. It needs many more clicks than fifteen weights do, so it is
   trained on k-way comparisons (:func:`simulate_comparisons`: k responses to a prompt, every pair
   clicked), which give k(k-1)/2 clicks for k forward passes (InstructGPT's trick).
@@ -44,7 +47,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -302,7 +305,7 @@ class RewardTrainConfig:
     lr: float = 5e-4              # peak AdamW learning rate (the tiny backbone takes a large one)
     weight_decay: float = 0.0     # AdamW decay on matrices (not biases, LayerNorms)
     warmup_fraction: float = 0.1  # share of steps with linear warm-up from 0; then linear decay to 0
-    grad_clip: float = 1.0        # clip the global gradient norm to this
+    max_grad_norm: float = 1.0    # clip the global gradient norm to this
     seed: int = 0                 # seeds the order of the pairs in every epoch
     eval_batch_size: int = 128    # texts per forward pass when scoring validation pairs
 
@@ -404,7 +407,7 @@ def train_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
             loss = bradley_terry_loss(r_chosen, r_rejected, targets=data.targets[records].to(rewards.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             schedule.step()
             history.loss.append(loss.item())
@@ -511,6 +514,35 @@ def reward_margins(model: Scorer, records: Sequence[PreferenceRecord],
     rewards = rewards_of(model, prompts + prompts, [r.chosen for r in records] + [r.rejected for r in records],
                          tokenizer, batch_size)
     return rewards[:len(records)] - rewards[len(records):]
+
+
+def load_my_ratings(folder: str | Path, exclude_prompts: Iterable[str] = (), verbose: bool = True
+                    ) -> list[PreferenceRecord]:
+    """Every preference record in the ``*.jsonl`` files of ``folder`` (your clicks from notebook 02), deduplicated.
+
+    TRL exports (``*_trl.jsonl``, copies of the same clicks) are left out, and so are records whose prompt is
+    in ``exclude_prompts`` (held-out prompts would leak into the test). Files are read with
+    ``strict=False``: a line that is not a preference record (a score file's, say) is skipped with a
+    warning. With ``verbose`` one line per file says what was read, skipped and left out.
+    """
+    import warnings
+
+    from rlhf_lab.preferences import deduplicate, read_preferences
+
+    excluded = {world.prompt_text(p) for p in exclude_prompts}
+    found: list[PreferenceRecord] = []
+    for path in sorted(Path(folder).glob("*.jsonl")):
+        if path.name.endswith("_trl.jsonl"):
+            continue
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always")
+            records = read_preferences(path, strict=False)
+        kept = [r for r in records if r.prompt not in excluded]
+        if verbose:
+            print(f"{path.name}: {len(records)} preference records ({len(skipped)} lines skipped), "
+                  f"{len(records) - len(kept)} on held-out prompts left out")
+        found += kept
+    return deduplicate(found)
 
 
 class CachedScorer:
@@ -755,19 +787,10 @@ def default_reward_model(path: str | Path = DEFAULT_REWARD_MODEL, rebuild: bool 
     return load_reward_model(path)
 
 
-@contextlib.contextmanager
 def _quiet_transformers():
     """Silence transformers' loading report and progress bars (a new head's missing weights are expected)."""
-    from transformers.utils import logging
-    level, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        if bars:
-            logging.enable_progress_bar()
+    from rlhf_lab.models import quiet_transformers
+    return quiet_transformers()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -203,7 +203,8 @@ def test_report_of_a_policy_against_itself(tiny, tmp_path):
     path = ev.save_table(rows, tmp_path / "evaluation" / "table.json")
     saved = json.loads(path.read_text())
     assert [r["policy"] for r in saved] == ["reference", "best-of-1", "best-of-4 (gold)"]
-    assert set(saved[0]) == {"policy", "gold_reward", "proxy_reward", "kl", "win_rate", "distinct_2", "n"}
+    assert set(saved[0]) == {"policy", "gold_reward", "proxy_reward", "kl", "win_rate", "distinct_2", "n", "length"}
+    assert 1 < ref.length < 24 and bo1.length == ref.length     # mean tokens per response, below the cap
     assert "best-of-4 (gold)" in ev.format_table(rows)
     with pytest.raises(ValueError, match="its own base"):
         ev.evaluation_table({"bon": ev.BestOfN(load_policy(DEFAULT_POLICY)[0], 2)}, model, tokenizer, prompts,
