@@ -70,6 +70,7 @@ class ReinforceConfig:
     lr: float = 0.05          # learning rate of plain gradient ascent on the logits
     baseline: bool = False    # subtract a running mean of the reward (lower variance, same mean)
     baseline_decay: float = 0.9  # weight of the old value in the running-mean baseline
+    beta: float = 0.0         # KL weight: each reply's reward becomes r(a) - beta * log(pi(a) / pi_ref(a))
     seed: int = 0             # seed of the sampler: the same seed gives the same run
 
 
@@ -83,11 +84,14 @@ class History:
 
 
 def reinforce(config: ReinforceConfig = ReinforceConfig(), rewards: dict[str, float] = REWARDS,
-              replies: tuple[str, ...] = REPLIES, logits: np.ndarray | None = None) -> History:
+              replies: tuple[str, ...] = REPLIES, logits: np.ndarray | None = None,
+              ref_probs: np.ndarray | None = None) -> History:
     """Train a softmax policy over ``replies`` with REINFORCE; start uniform unless ``logits`` given.
 
     Each step samples ``batch_size`` replies, scores them with ``rewards`` and moves the
-    logits by ``lr * mean[(r - b) * (onehot(a) - pi)]``.
+    logits by ``lr * mean[(r - b) * (onehot(a) - pi)]``. With ``config.beta > 0`` the score of a reply is
+    KL-shaped, ``r(a) - beta * log(pi(a) / pi_ref(a))`` (``ref_probs``, uniform by default): REINFORCE then
+    follows the gradient of E[r] - beta * KL(pi || pi_ref) and converges to :func:`kl_regularized_optimum`.
     """
     if config.steps < 0 or config.batch_size < 1 or config.lr <= 0:
         raise ValueError(f"need steps >= 0, batch_size >= 1 and lr > 0, got {config}")
@@ -97,6 +101,7 @@ def reinforce(config: ReinforceConfig = ReinforceConfig(), rewards: dict[str, fl
     rng = np.random.default_rng(config.seed)
     theta = np.zeros(len(replies)) if logits is None else np.array(logits, dtype=float)
     r_table = np.array([rewards[x] for x in replies], dtype=float)
+    log_ref = np.log(np.full(len(replies), 1 / len(replies)) if ref_probs is None else np.asarray(ref_probs, dtype=float))
     eye = np.eye(len(replies))
     baseline = 0.0
     probs, exp_r, ent, sample_r = [], [], [], []
@@ -108,7 +113,7 @@ def reinforce(config: ReinforceConfig = ReinforceConfig(), rewards: dict[str, fl
         if step == config.steps:
             break
         actions = _sample(rng, pi, config.batch_size)
-        r = r_table[actions]
+        r = r_table[actions] - config.beta * (np.log(pi[actions]) - log_ref[actions])   # KL-shaped if beta > 0
         if config.baseline:
             # a running mean of the rewards seen so far (on the very first step there is no
             # past yet, so it starts from that batch's mean)

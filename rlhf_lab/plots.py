@@ -49,9 +49,10 @@ def plot_pg_history(histories: Mapping[str, Sequence[Mapping[str, float]]],
                     panels: Sequence[tuple[str, str]] = (("proxy_reward", "proxy reward (reward model)"),
                                                          ("gold_reward", "gold reward (what people prefer)"),
                                                          ("kl", "KL to reference (nats / response)")),
-                    title: str = ""):
+                    title: str = "", log_kl: bool = False):
     """One panel per logged quantity, one line per run: ``histories`` maps a run's name to its
-    ``policy_gradient.train`` log (a list of per-step dicts). Returns the figure."""
+    ``policy_gradient.train`` log (a list of per-step dicts). ``log_kl`` puts the KL panel on a
+    symmetric-log scale (runs that differ a hundredfold in KL stay readable). Returns the figure."""
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (key, label) in zip(axes[0], panels):
         for name, rows in histories.items():
@@ -59,6 +60,8 @@ def plot_pg_history(histories: Mapping[str, Sequence[Mapping[str, float]]],
             if ys:
                 ax.plot(np.arange(len(ys)), ys, label=name)
         ax.set(xlabel="step", title=label)
+        if key == "kl" and log_kl:
+            ax.set_yscale("symlog", linthresh=1.0)
     axes[0][0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
@@ -68,21 +71,72 @@ def plot_pg_history(histories: Mapping[str, Sequence[Mapping[str, float]]],
 
 def plot_reward_vs_kl(histories: Mapping[str, Sequence[Mapping[str, float]]], key: str = "gold_reward",
                       smooth: int = 5, ax=None, title: str = "reward bought per nat of KL"):
-    """Each run's trajectory in the (KL, reward) plane, smoothed over ``smooth`` steps: up and to the
-    left is better (more reward for less drift from the reference). Returns the axis."""
+    """Each run's trajectory in the (KL, reward) plane as a trailing mean over ``smooth`` steps (so every
+    curve starts at step 0, near KL 0), raw steps faint: up and to the left is better (more reward for less
+    drift from the reference). Returns the axis."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
-    kernel = np.ones(smooth) / smooth
     for name, rows in histories.items():
         kl = np.array([r["kl"] for r in rows])
         ys = np.array([r[key] for r in rows])
-        if len(kl) >= smooth:
-            kl, ys = np.convolve(kl, kernel, "valid"), np.convolve(ys, kernel, "valid")
-        line, = ax.plot(kl, ys, label=name)
-        ax.plot(kl[-1], ys[-1], "o", color=line.get_color())
+        line, = ax.plot(_smoothed(kl, smooth), _smoothed(ys, smooth), label=name)
+        ax.plot(kl, ys, ".", color=line.get_color(), alpha=0.25, ms=4)
+        ax.plot(_smoothed(kl, smooth)[-1], _smoothed(ys, smooth)[-1], "o", color=line.get_color())
     ax.set(xlabel="KL to reference (nats / response)", ylabel=key.replace("_", " "), title=title)
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_token_strips(strips: Sequence[tuple[str, Sequence[str], Sequence[float]]], label: str = "log pi / pi_ref",
+                      width: int = 14, vmax: float | None = None):
+    """Per-token values of a few replies as coloured strips, the token written in each cell.
+
+    ``strips``: (title, tokens, values) per reply, ``values`` one number per token (e.g. the log-ratio
+    log pi(y_t) - log pi_ref(y_t), whose sum over the reply is its KL estimate). Red is above 0 (the policy
+    likes the token more than the reference does), blue below; a reply longer than ``width`` tokens wraps.
+    Returns the figure.
+    """
+    import matplotlib.colors as mcolors
+
+    rows = [(title, list(tokens[i:i + width]), list(values[i:i + width]), i == 0)
+            for title, tokens, values in strips for i in range(0, max(len(tokens), 1), width)]
+    vmax = vmax or max([abs(v) for _, _, values in strips for v in values] + [1e-3])
+    norm = mcolors.TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
+    cmap = plt.get_cmap("coolwarm")
+    fig, ax = plt.subplots(figsize=(1.0 * width, 0.5 * len(rows) + 0.4 * len(strips) + 0.6))
+    y = 0.0
+    for title, tokens, values, first in rows:
+        if first:
+            y -= 0.55
+            ax.text(-0.05, y + 0.05, title, fontsize=9, va="bottom", ha="left", weight="bold")
+            y -= 0.05
+        y -= 1.0
+        for j, (tok, v) in enumerate(zip(tokens, values)):
+            ax.add_patch(plt.Rectangle((j, y), 0.96, 0.9, color=cmap(norm(v))))
+            ax.text(j + 0.48, y + 0.45, tok.replace("Ġ", " ").replace("Ċ", "\\n"), ha="center", va="center", fontsize=7)
+    ax.set_xlim(-0.1, width)
+    ax.set_ylim(y - 0.2, 0.1)
+    ax.axis("off")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.02, pad=0.01, label=label)
+    return fig
+
+
+def plot_next_token_bars(tokens: Sequence[str], probs: Mapping[float, Sequence[float]], title: str = ""):
+    """Next-token probabilities at several temperatures: one group of bars per token, one bar per temperature.
+
+    ``tokens``: the k candidate tokens (e.g. the reference's top k at one position); ``probs`` maps a
+    temperature to the k probabilities softmax(logits / temperature) gives them. Returns the figure.
+    """
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(tokens)), 3.4))
+    x = np.arange(len(tokens))
+    width = 0.8 / max(len(probs), 1)
+    for i, (t, p) in enumerate(probs.items()):
+        ax.bar(x + (i - (len(probs) - 1) / 2) * width, p, width, label=f"temperature {t:g}")
+    ax.set_xticks(x, [tok.replace("Ġ", "␣") for tok in tokens], rotation=45, ha="right")
+    ax.set(ylabel="probability of the next token", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 # ----------------------------------------------------------------------------- reward models (notebook 03)
@@ -322,7 +376,8 @@ def plot_overoptimization(curves, points: Mapping[str, tuple[float, float, float
     for j, (name, (kl, proxy, gold)) in enumerate((points or {}).items()):
         same = [c.name for c in curves if c.name.lower() == name.lower()
                 or c.name.startswith("best-of") and name.startswith("best-of")]
-        color = curve_colors[same[0].lower()] if same else f"C{(len(curves) + j) % 10}"   # a star takes its curve's color
+        free = [f"C{i}" for i in range(10) if f"C{i}" not in curve_colors.values()] or ["black"]
+        color = curve_colors[same[0].lower()] if same else free[j % len(free)]   # a star takes its curve's color, or one no curve has
         for ax, y in ((ax_p, proxy), (ax_g, gold)):
             ax.plot([max(kl, 0.0)], [y], "*", ms=13, color=color, markeredgecolor="black", markeredgewidth=0.6,
                     label=f"{name} (held-out prompts)" if ax is ax_g else None)

@@ -333,6 +333,18 @@ def deduplicate(records: Iterable[PreferenceRecord]) -> list[PreferenceRecord]:
     return out
 
 
+def pair_choices(records: Iterable[PreferenceRecord], pairs: Sequence[tuple[Any, str, str]]) -> list[str | None]:
+    """Per pair ``(prompt, a, b)``: ``"A"``, ``"B"`` or ``"tie"`` as the latest record about it says (the
+    record's side order does not matter), None if no record is about it. ``prompt`` may be a text or a
+    ``world.Prompt``."""
+    latest = {(r.prompt, frozenset((r.chosen, r.rejected))): r for r in records}
+    out: list[str | None] = []
+    for prompt, a, b in pairs:
+        r = latest.get((getattr(prompt, "text", prompt), frozenset((a, b))))
+        out.append(None if r is None else "tie" if r.tie else "A" if r.chosen == a else "B")
+    return out
+
+
 def to_trl(records: Iterable[PreferenceRecord], include_ties: bool = False,
            metadata: bool = True, framed: bool = False) -> list[dict[str, Any]]:
     """Records as TRL's standard preference rows ``{"prompt", "chosen", "rejected", ...}``.

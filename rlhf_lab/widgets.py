@@ -491,6 +491,16 @@ def _show(widget) -> None:
     display(widget)
 
 
+def _rated(store, rater: str, kind: type) -> set[tuple]:
+    """Identities of the items ``rater`` already rated in ``store``: (prompt, {two responses}) for pairs,
+    (prompt, response) for scores (the keys the widgets resume by)."""
+    keys = set()
+    for r in store.records():
+        if isinstance(r, kind) and r.rater == rater:
+            keys.add((r.prompt, frozenset((r.chosen, r.rejected))) if kind is PreferenceRecord else (r.prompt, r.response))
+    return keys
+
+
 def rate_pairs(pairs: Sequence[Pair], store: StoreLike, *, mode: Mode, rater_name: str | None = None,
                simulated_rater: SimulatedRater | None = None, source: str | None = None, blind: bool = False,
                seed: int = 0, resume: bool = True, display: Callable[[object], None] | None = _show
@@ -506,8 +516,10 @@ def rate_pairs(pairs: Sequence[Pair], store: StoreLike, *, mode: Mode, rater_nam
         simulated_rater: the rater of simulated mode; default ``world.SimulatedRater()``. Its records
             carry its own name (``"simulated"`` by default).
         source: a label stored with every record.
-        blind, seed, resume: human mode only: see ``PairwiseRater``. (Simulated mode rates every
-            pair it is given: leave out the pairs you do not want rated again.)
+        blind, seed: human mode only: see ``PairwiseRater``.
+        resume: pairs this rater already rated in the store are not rated again (both modes; in simulated
+            mode "this rater" is ``simulated_rater.name``). A pair is known by its prompt and its set of
+            two responses, so the order they were shown in does not matter.
         display: how human mode shows the widget (default ``IPython.display.display``; None: don't).
     """
     _check_mode(mode)
@@ -521,8 +533,11 @@ def rate_pairs(pairs: Sequence[Pair], store: StoreLike, *, mode: Mode, rater_nam
         return rater
     store = _open_store(store, PreferenceStore)
     simulated_rater = simulated_rater or SimulatedRater()
+    done = _rated(store, simulated_rater.name, PreferenceRecord) if resume else set()
     records = []
     for prompt, a, b in pairs:
+        if (prompt_text(prompt), frozenset((a, b))) in done:
+            continue
         record = simulated_rater.rate(prompt, a, b, source=source)
         store.append(record)
         records.append(record)
@@ -535,7 +550,8 @@ def rate_scores(items: Sequence[Item], store: StoreLike, *, mode: Mode, rater_na
     """Score ``items`` by hand (``mode="human"``: a ``ScoreRater``) or by the simulated rater.
 
     Arguments as in ``rate_pairs``; ``items`` are ``(prompt, response)`` pairs and ``store`` a
-    ``ScoreStore`` or a path. In simulated mode the scores come from ``simulated_score``.
+    ``ScoreStore`` or a path. In simulated mode the scores come from ``simulated_score``; with ``resume``
+    (both modes) responses this rater already scored in the store are not scored again.
     """
     _check_mode(mode)
     if mode == "human":
@@ -547,8 +563,11 @@ def rate_scores(items: Sequence[Item], store: StoreLike, *, mode: Mode, rater_na
         return rater
     store = _open_store(store, ScoreStore)
     simulated_rater = simulated_rater or SimulatedRater()
+    done = _rated(store, simulated_rater.name, ScoreRecord) if resume else set()
     records = []
     for prompt, response in items:
+        if (prompt_text(prompt), response) in done:
+            continue
         record = ScoreRecord(prompt=prompt_text(prompt), response=response,
                              score=simulated_score(simulated_rater, prompt, response), rater=simulated_rater.name,
                              source=source)

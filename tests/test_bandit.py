@@ -90,3 +90,11 @@ def test_bad_config_and_missing_reward_are_clear_errors():
         bandit.reinforce(bandit.ReinforceConfig(batch_size=0))
     with pytest.raises(KeyError, match="no reward for replies"):
         bandit.reinforce(rewards={"Great idea!": 1})
+
+
+def test_reinforce_with_the_kl_shaped_reward_finds_the_closed_form_optimum():
+    for beta, seed in [(2.0, 0), (0.5, 1)]:
+        history = bandit.reinforce(bandit.ReinforceConfig(steps=300, lr=0.5, baseline=True, beta=beta, seed=seed))
+        np.testing.assert_allclose(history.probs[-1], bandit.kl_regularized_optimum(beta), atol=0.01)
+    plain = bandit.reinforce(bandit.ReinforceConfig(steps=300, lr=0.5, baseline=True, seed=0))
+    assert plain.probs[-1][0] > 0.99                       # without the KL term it collapses onto the best reply

@@ -242,3 +242,15 @@ def test_rewritten_files_keep_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o666 & ~umask
+
+
+def test_pair_choices_reads_the_latest_record_of_each_pair():
+    from rlhf_lab.preferences import PreferenceRecord, pair_choices
+
+    pairs = [("p1", "a", "b"), ("p2", "c", "d"), ("p3", "e", "f")]
+    records = [PreferenceRecord(prompt="p1", chosen="a", rejected="b", rater="x"),
+               PreferenceRecord(prompt="p2", chosen="c", rejected="d", rater="x"),
+               PreferenceRecord(prompt="p2", chosen="d", rejected="c", rater="x"),          # changed their mind
+               PreferenceRecord(prompt="p3", chosen="f", rejected="e", rater="x", tie=True)]
+    assert pair_choices(records, pairs) == ["A", "B", "tie"]
+    assert pair_choices(records[:1], pairs) == ["A", None, None]

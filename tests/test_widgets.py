@@ -228,6 +228,25 @@ def test_simulated_mode_writes_one_record_per_pair(store):
         assert gold_reward(prompt, r.chosen) >= gold_reward(prompt, r.rejected)
 
 
+def test_simulated_mode_resumes_like_the_widget(store, tmp_path):
+    pairs = make_pairs(load_prompts(), 6, seed=2)
+    first = rate_pairs(pairs[:4], store, mode="simulated", simulated_rater=SimulatedRater(seed=0))
+    swapped = [(p, b, a) for p, a, b in pairs]                     # the same pairs, shown the other way round
+    rest = rate_pairs(swapped, store, mode="simulated", simulated_rater=SimulatedRater(seed=0))
+    assert len(first) == 4 and len(rest) == 2 and len(read_preferences(store.path)) == 6
+    assert {(r.prompt, frozenset((r.chosen, r.rejected))) for r in rest} == \
+        {(p.text, frozenset((a, b))) for p, a, b in pairs[4:]}
+    assert rate_pairs(pairs, store, mode="simulated", simulated_rater=SimulatedRater(seed=0)) == []
+    again = rate_pairs(pairs, store, mode="simulated", simulated_rater=SimulatedRater(seed=0), resume=False)
+    assert len(again) == 6 and len(read_preferences(store.path)) == 12  # resume=False rates everything again
+    other = rate_pairs(pairs, store, mode="simulated", simulated_rater=SimulatedRater(seed=0, name="classmate"))
+    assert len(other) == 6                                              # another rater has rated nothing yet
+    items = [(p, a) for p, a, _ in pairs]
+    path = tmp_path / "scores.jsonl"
+    assert len(rate_scores(items[:3], path, mode="simulated")) == 3
+    assert len(rate_scores(items, path, mode="simulated")) == 3 and len(read_scores(path)) == 6
+
+
 def test_human_mode_shows_the_widget_and_writes_nothing_yet(store):
     shown = []
     rater = rate_pairs(PAIRS, store, mode="human", rater_name="ana", display=shown.append)
