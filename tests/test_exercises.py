@@ -1,0 +1,113 @@
+"""Exercise checks reject wrong and unrun answers and accept right ones.
+
+Each test takes an exercise's answer cell from the course notebook itself, fills in the learner's lines
+(``my_x = ...``) with a wrong, a missing or a right answer, runs it in a namespace holding what the
+notebook has defined by then (real objects, or small stand-ins for the results of long runs), and reads
+the check's verdict lines ("[x]" right, "[ ]" not) from what it prints.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+
+import torch
+
+from rlhf_lab import bandit, course
+from rlhf_lab.checks import check
+
+NOTEBOOKS = course.NOTEBOOKS
+
+
+def _cell(notebook: str, needle: str) -> str:
+    cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
+    hits = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and needle in "".join(c["source"])]
+    assert len(hits) == 1, f"{notebook}: {len(hits)} code cells contain {needle!r}"
+    return hits[0]
+
+
+def _run(source: str, answers: dict[str, str], env: dict) -> list[bool]:
+    """Fill in ``answers`` (name -> Python source) and run the cell; return each check's verdict."""
+    for name, value in answers.items():
+        pattern = rf"^{name} = \.\.\.(.*)$"
+        assert re.search(pattern, source, flags=re.M), f"no line '{name} = ...' in the cell"
+        source = re.sub(pattern, lambda m: f"{name} = {value}", source, flags=re.M)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(source, "<exercise>", "exec"), {"check": check, **env})
+    verdicts = [line.startswith("[x]") for line in out.getvalue().splitlines() if line.startswith("[")]
+    assert verdicts, f"the cell printed no verdict:\n{out.getvalue()}"
+    return verdicts
+
+
+def test_01_ex3_needs_the_trained_probability():
+    cell = _cell("01_reward_as_a_signal.ipynb", "my_prob = ...")
+    env = {"bandit": bandit, "config": bandit.ReinforceConfig(seed=0), "REWARDS": bandit.REWARDS, "REPLIES": bandit.REPLIES}
+    rewards = '{**REWARDS, "Interesting thought.": 12}'
+    right = f'float(bandit.reinforce(config, rewards={rewards}).probs[-1][REPLIES.index("Interesting thought.")])'
+    assert all(_run(cell, {"my_rewards": rewards, "my_prob": right}, env))
+    assert not all(_run(cell, {"my_rewards": rewards, "my_prob": "1.0"}, env))          # "it must reach 1"
+    assert not all(_run(cell, {"my_rewards": '{**REWARDS, "Great idea!": 100}', "my_prob": right}, env))
+    assert not any(_run(cell, {}, env))                                                # unanswered
+
+
+def test_03_ex3_needs_the_measured_ratio():
+    from rlhf_lab import reward_model as rm
+    from rlhf_lab import world
+
+    cell = _cell("03_reward_models.ipynb", "my_ratio = ...")
+    train_prompts, _ = world.split_prompts(world.load_prompts())
+    env = {"rm": rm, "world": world, "seed": 0, "train_prompts": train_prompts}
+    sharp, _ = rm.train_linear_reward_model(world.simulate_preferences(2000, 0.5, 0, prompts=train_prompts))
+    plain, _ = rm.train_linear_reward_model(world.simulate_preferences(2000, 1.0, 0, prompts=train_prompts))
+    measured = sharp.weights()["names the topic"] / plain.weights()["names the topic"]
+    assert all(_run(cell, {"my_ratio": repr(measured)}, env))
+    assert not any(_run(cell, {"my_ratio": repr(measured + 0.1)}, env))
+    assert any(_run(cell, {"my_ratio": "2.0"}, env)) == (abs(measured - 2.0) <= 0.01 + 1e-4 * 2.0)
+    assert not any(_run(cell, {}, env))
+
+
+def test_04_ex3_and_05_ex2():
+    from rlhf_lab import evaluation
+    from rlhf_lab import policy_gradient as pg
+
+    cell = _cell("04_the_policy.ipynb", "my_n = ...")
+    assert all(_run(cell, {"my_n": "54"}, {"evaluation": evaluation}))
+    assert not any(_run(cell, {"my_n": "53"}, {"evaluation": evaluation}))
+    assert not any(_run(cell, {}, {"evaluation": evaluation}))
+
+    cell = _cell("05_policy_gradient.ipynb", "def my_returns(")
+    right = "def my_returns(scores, logprobs, ref_logprobs, mask, beta):\n    return scores - beta * ((logprobs - ref_logprobs) * mask).sum(1)\n"
+    unmasked = "def my_returns(scores, logprobs, ref_logprobs, mask, beta):\n    return scores - beta * (logprobs - ref_logprobs).sum(1)\n"
+    body = cell.split("\n\n", 1)[1]                     # the cell without its function stub
+    env = {"torch": torch, "pg": pg}
+    assert all(_run(right + body, {}, env))
+    assert not any(_run(unmasked + body, {}, env))     # padding counted: wrong
+    assert not any(_run(cell, {}, env))                # the unanswered stub returns None: "not answered yet"
+
+
+def test_05_ex4_checks_against_the_logs():
+    cell = _cell("05_policy_gradient.ipynb", "my_kl_strong = ...")
+    logs = {"rloo_log": [{"kl": 2.0}], "strong_log": [{"kl": 0.8}]}
+    assert all(_run(cell, {"my_kl_default": "2.0", "my_kl_strong": "0.8", "my_answer": "True"}, logs))
+    assert not all(_run(cell, {"my_kl_default": "2.0", "my_kl_strong": "100", "my_answer": "False"}, logs))
+    assert not all(_run(cell, {"my_kl_default": "2.0", "my_kl_strong": "0.8", "my_answer": "False"}, logs))
+    unrun = {"rloo_log": logs["rloo_log"]}              # the beta = 0.5 run was never made
+    assert _run(cell, {"my_kl_default": "2.0", "my_kl_strong": "0.5", "my_answer": "True"}, unrun) == [True, False]
+
+
+def test_07_ex4_measures_the_policy_it_is_given():
+    cell = _cell("07_dpo.ipynb", "my_large_beta_policy = ...")
+
+    class Evaluation:   # stand-in for rlhf_lab.evaluation: the KL of the policy passed
+        @staticmethod
+        def kl_to_reference(policy, *args, **kwargs):
+            return policy["kl"]
+
+    env = {"evaluation": Evaluation, "kl": 2.5, "beta": 0.25, "ref_model": None, "tokenizer": None, "test_texts": [],
+           "samples_per_prompt": 8, "max_new_tokens": 56, "seed": 0}
+    assert all(_run(cell, {"my_large_beta_policy": '{"kl": 1.0}', "my_answer": "True"}, env))
+    assert not all(_run(cell, {"my_large_beta_policy": '{"kl": 1.0}', "my_answer": "False"}, env))
+    assert not all(_run(cell, {"my_large_beta_policy": '{"kl": 0.0}', "my_answer": "True"}, env))   # untrained copy
+    assert not any(_run(cell, {}, env))
