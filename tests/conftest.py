@@ -42,3 +42,15 @@ def pytest_terminal_summary(terminalreporter):
         over = "  over budget" if r.budget and r.seconds > r.budget else ""
         terminalreporter.write_line(f"{r.name:<28}{r.seconds:7.1f} s  (budget {r.budget or 0:.0f} s){over}")
     terminalreporter.write_line(f"{'total':<28}{sum(r.seconds for r in _NOTEBOOK_TIMES):7.1f} s")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every unit test ``quick``: not a course notebook, not a solution notebook (nbval), not the browser.
+
+    ``bash scripts/test.sh -m quick`` then runs the unit tests alone (a few minutes), for everyday work;
+    the full suite, without ``-m``, is what CI runs.
+    """
+    for item in items:
+        solution = item.nodeid.startswith("notebooks/")
+        if not solution and item.get_closest_marker("notebook") is None and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.quick)
