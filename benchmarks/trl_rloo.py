@@ -122,7 +122,10 @@ def run_ours(s: Setting, prompts: list[str], reward_fn) -> dict:
                          seed=s.seed)
     clock = StepClock(reward_fn)
     log = pg.train(policy, reference, tokenizer, clock, prompts, config, progress=True)
-    return clock.steady(s, [row["length"] * s.batch for row in log])   # length: mean response tokens, EOS included
+    out = clock.steady(s, [row["length"] * s.batch for row in log])   # length: mean response tokens, EOS included
+    steady = log[s.warmup + 1:]
+    out["profile"] = {phase: sum(r["time"][phase] for r in steady) / len(steady) for phase in steady[0]["time"]}
+    return out
 
 
 def ours_settings(s: Setting) -> dict[str, str]:
@@ -238,6 +241,18 @@ def print_settings(rows_ours: dict[str, str], rows_trl: dict[str, str] | None) -
         print(f"{key:<{width}}{value:<{w_ours}}{rows_trl[key] if rows_trl else 'TRL not installed'}")
 
 
+def print_profile(profile: dict[str, float]) -> None:
+    """Where one of our steps' time goes (mean over the steady steps), from ``pg.train``'s per-phase timings."""
+    total = sum(profile.values())
+    names = {"sample": "sampling (our KV-cache loop)", "reference": "reference log-probs (one forward)",
+             "reward": "reward model (scoring the replies)", "update": "policy forward + backward + AdamW step",
+             "other": "logging"}
+    print(f"\n{'ours: one step':<44}{'s':>7}{'share':>8}")
+    for phase, seconds in profile.items():
+        print(f"{names.get(phase, phase):<44}{seconds:7.3f}{seconds / total:8.0%}")
+    print(f"{'total':<44}{total:7.3f}   (TRL's trainer does the same phases inside one call: not separated here)")
+
+
 def print_results(rows: dict[str, dict]) -> None:
     header = f"{'':<12}{'s/step':>8}{'CPU s/step':>12}{'samples/s':>11}{'tokens/s':>10}{'tokens/resp':>13}"
     print("\n" + header + "\n" + "-" * len(header))
@@ -285,6 +300,7 @@ def main(argv: list[str] | None = None) -> dict:
         results = {"ours": run_ours(s, prompts, reward_fn)}
         if targs is None:
             print_results(results)
+            print_profile(results["ours"]["profile"])
             print(f"\n{missing}")
             return results
         from transformers.utils import logging as hf_logging
@@ -296,6 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratio = {key: results["ours"][key] / results["TRL"][key] for key in ("samples_per_s", "tokens_per_s")}
     print_results(results)
     print(f"{'ours / TRL':<12}{'':>20}{ratio['samples_per_s']:10.2f}x{ratio['tokens_per_s']:9.2f}x")
+    print_profile(results["ours"]["profile"])
     verdict = "PASS" if ratio["samples_per_s"] >= ACCEPT_RATIO else "FAIL"
     print(f"\nacceptance: ours >= {ACCEPT_RATIO} x TRL in samples/s: {ratio['samples_per_s']:.2f}x, {verdict}")
     print("not equal by construction (see the module docstring): TRL generates with model.generate and recomputes\n"

@@ -363,7 +363,9 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
             on), e.g. ``evaluation.gold_reward_fn``; ``ended`` is ``Samples.ended`` as a list of bools.
     Each row holds: step, proxy_reward (the scores trained on, missing-EOS penalties included), gold_reward,
     kl (k1 estimate, nats per response, of the policy that sampled the batch), beta (the weight used this step),
-    entropy (nats per token, sample estimate), length (tokens), ended (share of replies with EOS), loss, seconds;
+    entropy (nats per token, sample estimate), length (tokens), ended (share of replies with EOS), loss, seconds,
+    time (seconds per phase: sample, reference, reward, update = forward + backward + optimiser, other = logging
+    and the gold reward);
     PPO adds clipfrac, value_loss, approx_kl, epochs; GRPO adds k3_kl (per token) and clipfrac.
 
     REINFORCE and RLOO put the KL in the reward (:func:`kl_shaped_rewards`) and take one step on
@@ -396,11 +398,14 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
         start = time.perf_counter()
         batch_prompts = [p for p in rng.sample(prompts, cfg.prompts_per_step) for _ in range(k)]
         samples = sample(policy, tokenizer, batch_prompts, sample_cfg, generator)
+        t_sample = time.perf_counter()
         mask = samples.response_mask.to(torch.float32)
         with torch.no_grad():
             ref_logprobs = response_logprobs(ref_model, samples.prompt_ids, samples.prompt_mask,
                                              samples.response_ids, samples.response_mask, group=k)
+            t_reference = time.perf_counter()
             scores = score_responses(reward_fn, batch_prompts, samples.texts, samples.ended, cfg.missing_eos_penalty)
+            t_reward = time.perf_counter()
             in_reward = 0.0 if cfg.algorithm == "grpo" else beta      # GRPO's KL is a loss term instead
             rewards, kl = kl_shaped_rewards(scores.to(mask.device), samples.logprobs, ref_logprobs, mask, in_reward)
         row = {"step": step, "proxy_reward": scores.mean().item(), "kl": kl.sum(1).mean().item(),
@@ -409,6 +414,7 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
         if gold_fn is not None:
             gold = gold_fn(batch_prompts, samples.texts, ended=samples.ended.tolist())
             row["gold_reward"] = float(torch.as_tensor(gold, dtype=torch.float32).mean())
+        t_update = time.perf_counter()
         if cfg.algorithm == "ppo":
             row.update(ppo_update(policy, value_head, optimizer, samples, rewards, cfg, minibatch_generator, step))
         else:
@@ -427,7 +433,10 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
             row["loss"] = loss.item()
         if kl_ctl is not None:
             beta = kl_ctl.update(row["kl"], len(samples))
-        row["seconds"] = time.perf_counter() - start
+        end = time.perf_counter()
+        row["seconds"] = end - start
+        row["time"] = {"sample": t_sample - start, "reference": t_reference - t_sample, "reward": t_reward - t_reference,
+                       "update": end - t_update, "other": t_update - t_reward}   # seconds per phase (profile)
         history.append(row)
         bar.set_postfix(reward=f"{row['proxy_reward']:.2f}", kl=f"{row['kl']:.2f}")
     return history
