@@ -326,9 +326,7 @@ class PairwiseRater(_Rater):
         self._refresh("Which response answers the prompt better?")
 
     def _key_of(self, record) -> tuple | None:
-        if not isinstance(record, PreferenceRecord):
-            return None
-        return (record.prompt, frozenset((record.chosen, record.rejected)))
+        return _record_key(record) if isinstance(record, PreferenceRecord) else None
 
     @property
     def current(self) -> tuple[str, str, str] | None:
@@ -415,7 +413,7 @@ class ScoreRater(_Rater):
         self._refresh("How good is this response? 1 = poor, 5 = excellent.")
 
     def _key_of(self, record) -> tuple | None:
-        return (record.prompt, record.response) if isinstance(record, ScoreRecord) else None
+        return _record_key(record) if isinstance(record, ScoreRecord) else None
 
     @property
     def current(self) -> tuple[str, str] | None:
@@ -491,14 +489,17 @@ def _show(widget) -> None:
     display(widget)
 
 
+def _record_key(record: PreferenceRecord | ScoreRecord) -> tuple:
+    """What a record rates, the identity the raters resume by: (prompt, {the two responses}) for a preference
+    (the side order it was shown in does not matter), (prompt, response) for a score."""
+    if isinstance(record, PreferenceRecord):
+        return (record.prompt, frozenset((record.chosen, record.rejected)))
+    return (record.prompt, record.response)
+
+
 def _rated(store, rater: str, kind: type) -> set[tuple]:
-    """Identities of the items ``rater`` already rated in ``store``: (prompt, {two responses}) for pairs,
-    (prompt, response) for scores (the keys the widgets resume by)."""
-    keys = set()
-    for r in store.records():
-        if isinstance(r, kind) and r.rater == rater:
-            keys.add((r.prompt, frozenset((r.chosen, r.rejected))) if kind is PreferenceRecord else (r.prompt, r.response))
-    return keys
+    """The identities (:func:`_record_key`) of the items of type ``kind`` that ``rater`` already rated in ``store``."""
+    return {_record_key(r) for r in store.records() if isinstance(r, kind) and r.rater == rater}
 
 
 def rate_pairs(pairs: Sequence[Pair], store: StoreLike, *, mode: Mode, rater_name: str | None = None,

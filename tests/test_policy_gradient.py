@@ -292,89 +292,58 @@ def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
 
 
 # ------------------------------------------------------------------- the steps notebooks 05 and 06 write inline
-def _inline_rloo_step(policy, ref_model, tokenizer, reward_fn, train_texts, optimizer, rng, generator,
-                      prompts_per_step, k, beta, max_new_tokens):
-    """Notebook 05's inline RLOO step (kept identical to it)."""
-    from rlhf_lab.generation import SampleConfig, response_logprobs, sample
+def _notebook_function(notebook: str, name: str, env: dict):
+    """The function ``name`` as a course notebook defines it in one of its cells, defined in ``env``."""
+    import ast
+    import json
 
-    prompts = [p for p in rng.sample(train_texts, prompts_per_step) for _ in range(k)]
-    samples = sample(policy, tokenizer, prompts, SampleConfig(max_new_tokens=max_new_tokens), generator)
-    mask = samples.response_mask
-    with torch.no_grad():
-        ref_logprobs = response_logprobs(ref_model, samples.prompt_ids, samples.prompt_mask, samples.response_ids, mask, group=k)
-        scores = pg.score_responses(reward_fn, prompts, samples.texts, samples.ended, missing_eos_penalty=4.0)
-        rewards, kl = pg.kl_shaped_rewards(scores, samples.logprobs, ref_logprobs, mask.float(), beta)
-        returns = rewards.sum(1)
-        grouped = returns.view(-1, k)
-        advantages = (grouped - (grouped.sum(1, keepdim=True) - grouped) / (k - 1)).view(-1)
-    logprobs = response_logprobs(policy, samples.prompt_ids, samples.prompt_mask, samples.response_ids, mask, group=k)
-    loss = -(advantages * logprobs.sum(1)).mean()
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm=1.0)
-    optimizer.step()
-    return loss
+    from rlhf_lab import course
+
+    for c in json.loads((course.NOTEBOOKS / notebook).read_text())["cells"]:
+        source = "".join(c["source"])
+        if c["cell_type"] != "code" or f"def {name}(" not in source:
+            continue
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.FunctionDef) and node.name == name:
+                exec(compile(ast.get_source_segment(source, node), notebook, "exec"), env)
+                return env[name]
+    raise AssertionError(f"{notebook} defines no function {name}")
 
 
-def test_an_inline_rloo_step_equals_one_step_of_train(setup):
+def test_notebook_05s_rloo_step_equals_one_step_of_train(setup):
+    """Notebook 05's inline ``rloo_step``, run as the notebook defines it, against one step of ``pg.train``."""
     import random
 
     from rlhf_lab import evaluation, models
+    from rlhf_lab.generation import SampleConfig, response_logprobs, sample
 
     policy, tokenizer, train_texts, _ = setup
     ref_model = models.frozen_copy(policy)
     config = pg.PGConfig(steps=1, prompts_per_step=4, samples_per_prompt=4, seed=3)
+    env = {"torch": torch, "pg": pg, "sample": sample, "SampleConfig": SampleConfig, "response_logprobs": response_logprobs,
+           "tokenizer": tokenizer, "ref_model": ref_model, "train_texts": train_texts, "proxy_reward": evaluation.gold_reward_fn,
+           "samples_per_prompt": config.samples_per_prompt, "prompts_per_step": config.prompts_per_step,
+           "max_new_tokens": config.max_new_tokens, "beta": config.beta}
+    rloo_step = _notebook_function("05_policy_gradient.ipynb", "rloo_step", env)
     by_package = _fresh(policy)
     pg.train(by_package, ref_model, tokenizer, evaluation.gold_reward_fn, train_texts, config, progress=False)
-    inline = _fresh(policy)
-    inline.eval()
+    inline = _fresh(policy).eval()
     optimizer = torch.optim.AdamW(inline.parameters(), lr=config.lr, weight_decay=0.0)
-    _inline_rloo_step(inline, ref_model, tokenizer, evaluation.gold_reward_fn, train_texts, optimizer,
-                      random.Random(config.seed), torch.Generator().manual_seed(config.seed),
-                      config.prompts_per_step, config.samples_per_prompt, config.beta, config.max_new_tokens)
+    rloo_step(inline, optimizer, random.Random(config.seed), torch.Generator().manual_seed(config.seed))
     moved = max((a - b).abs().max().item() for a, b in zip(by_package.parameters(), policy.parameters()))
     gap = max((a - b).abs().max().item() for a, b in zip(by_package.parameters(), inline.parameters()))
     assert moved > 0.5 * config.lr and gap < 1e-3 * config.lr, (moved, gap)
 
 
-def _inline_ppo_batch(policy, value_head, optimizer, samples, rewards, cfg, generator):
-    """Notebook 06's inline PPO batch (kept identical to it)."""
-    mask = samples.response_mask.float()
-    params = list(policy.parameters()) + list(value_head.parameters())
-    with torch.no_grad():
-        old_logprobs, old_values = pg.logprobs_and_values(policy, value_head, samples)
-        advantages, returns = pg.gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
-        advantages = pg.whiten(advantages, mask)
-    epochs = 0
-    for epoch in range(cfg.ppo_epochs):
-        epochs += 1
-        kls = []
-        for idx in torch.randperm(len(samples), generator=generator).split(len(samples) // cfg.minibatches):
-            m, A, R = mask[idx], advantages[idx], returns[idx]
-            logprobs, values = pg.logprobs_and_values(policy, value_head, pg.minibatch(samples, idx))
-            log_ratio = (logprobs - old_logprobs[idx]) * m
-            ratio = torch.exp(log_ratio)
-            policy_loss = pg.masked_mean(torch.maximum(-A * ratio, -A * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)), m)
-            v_clipped = old_values[idx] + (values - old_values[idx]).clamp(-cfg.clip_range_value, cfg.clip_range_value)
-            value_loss = 0.5 * pg.masked_mean(torch.maximum((values - R) ** 2, (v_clipped - R) ** 2), m)
-            loss = policy_loss + cfg.vf_coef * value_loss
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            kls.append(pg.masked_mean(0.5 * log_ratio ** 2, m).item())
-        if sum(kls) / len(kls) > cfg.stop_kl:
-            break
-    return epochs
-
-
 @pytest.mark.parametrize("stop_kl", [0.05, 1e-9])
-def test_an_inline_ppo_batch_equals_ppo_update(setup, stop_kl):
-    """Same start, same samples, same minibatch order: the same parameters, value head and passes run."""
-    from rlhf_lab import evaluation, models
+def test_notebook_06s_ppo_batch_equals_ppo_update(setup, stop_kl):
+    """Notebook 06's inline ``ppo_batch`` against ``pg.ppo_update``: same start, same samples, same minibatch
+    order, so the same parameters, value head and passes run (``stop_kl=1e-9`` forces the early stop)."""
+    from rlhf_lab import evaluation
     from rlhf_lab.generation import SampleConfig, response_logprobs, sample
 
     policy, tokenizer, train_texts, _ = setup
+    ppo_batch = _notebook_function("06_ppo.ipynb", "ppo_batch", {"torch": torch, "pg": pg})
     cfg = pg.PGConfig(algorithm="ppo", lr=5e-4, ppo_epochs=3, stop_kl=stop_kl)
     prompts = [p for p in train_texts[:4] for _ in range(4)]
     samples = sample(policy, tokenizer, prompts, SampleConfig(max_new_tokens=cfg.max_new_tokens), torch.Generator().manual_seed(0))
@@ -383,16 +352,16 @@ def test_an_inline_ppo_batch_equals_ppo_update(setup, stop_kl):
     scores = evaluation.gold_reward_fn(prompts, samples.texts)
     rewards, _ = pg.kl_shaped_rewards(torch.as_tensor(scores), samples.logprobs, ref - 0.05, samples.response_mask.float(), 0.1)
     runs = []
-    for update in (pg.ppo_update, _inline_ppo_batch):
-        model = _fresh(policy)
-        model.eval()
+    for update in (pg.ppo_update, ppo_batch):
+        model = _fresh(policy).eval()
         head = pg.ValueHead(model.config.hidden_size)
         optimizer = torch.optim.AdamW(list(model.parameters()) + list(head.parameters()), lr=cfg.lr, weight_decay=0.0)
         out = update(model, head, optimizer, samples, rewards, cfg, torch.Generator().manual_seed(1))
         runs.append((model, head, out["epochs"] if isinstance(out, dict) else out))
     (a, head_a, epochs_a), (b, head_b, epochs_b) = runs
-    assert epochs_a == epochs_b == (1 if stop_kl < 1e-6 else epochs_a)
-    assert epochs_a >= 1
+    assert epochs_a == epochs_b >= 1
+    if stop_kl < 1e-6:
+        assert epochs_a == 1
     for x, y in zip(list(a.parameters()) + list(head_a.parameters()), list(b.parameters()) + list(head_b.parameters())):
         torch.testing.assert_close(x, y, atol=1e-7, rtol=1e-5)
     assert max((x - y).abs().max().item() for x, y in zip(a.parameters(), policy.parameters())) > 1e-4
