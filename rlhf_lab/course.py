@@ -204,7 +204,10 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict | None = None) -> R
         pm.execute_notebook(str(path), str(out_dir / path.name), parameters=parameters or {},
                             cwd=str(path.parent), progress_bar=False, kernel_name="python3")
     except Exception as exc:  # noqa: BLE001 - papermill raises PapermillExecutionError and kernel errors
-        error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if hasattr(exc, "ename") and hasattr(exc, "cell_index"):   # an exception raised in a cell
+            error = f"{exc.ename} in cell {exc.cell_index}" + (f": {exc.evalue}" if str(exc.evalue).strip() else "")
+        else:
+            error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     return RunResult(path.stem, time.perf_counter() - start, not error, BUDGETS.get(path.name[:2]), error)
 
 
@@ -234,6 +237,59 @@ def _parse_parameters(items: list[str]) -> dict:
     return params
 
 
+class Expression(str):
+    """A parameter default that is not a literal (``ARTIFACTS / "ratings"``, ``"cuda" if ... else "cpu"``): its source."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def notebook_parameters(path: Path) -> dict[str, object]:
+    """The names set in a notebook's ``parameters`` cell, each with its default: the value where the cell
+    assigns a literal, else the expression's source text (an :class:`Expression`)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if "parameters" in _tags(c)]
+    if not cells:
+        return {}
+    source = cells[0].source
+    out: dict[str, object] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    try:
+                        out[target.id] = ast.literal_eval(node.value)
+                    except ValueError:
+                        out[target.id] = Expression(ast.get_source_segment(source, node.value))
+    return out
+
+
+def check_parameters(path: Path, params: dict) -> list[str]:
+    """Problems with ``params`` for the notebook at ``path``: names its parameters cell does not set, and values
+    of another type than the default's (an int where a float is expected is fine; None defaults take anything)."""
+    known = notebook_parameters(path)
+    problems = []
+    for name, value in params.items():
+        if name not in known:
+            problems.append(f"{path.stem} has no parameter {name!r}")
+            continue
+        default = known[name]
+        if default is None or value is None or isinstance(default, Expression):
+            continue   # an expression default (a path, a device) or None: any value may stand in
+        ok = isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int)
+                                                  and not isinstance(value, bool))
+        if isinstance(default, bool) != isinstance(value, bool):
+            ok = False
+        if not ok:
+            problems.append(f"{path.stem}: {name}={value!r} has type {type(value).__name__}, its default {default!r} "
+                            f"has type {type(default).__name__}")
+    return problems
+
+
+def _parameter_list(path: Path) -> str:
+    return "\n".join(f"  {name} = {value!r}" for name, value in notebook_parameters(path).items())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlhf_lab.course", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
 
     paths = select_notebooks(args.notebooks)
     params = _parse_parameters(args.parameter)
+    for path in paths:
+        problems = check_parameters(path, params)
+        if problems:
+            print("\n".join(problems) + f"\n{path.stem}'s parameters (name = default):\n{_parameter_list(path)}",
+                  file=sys.stderr)
+            return 2
     results = []
     total = time.perf_counter()
     for path in paths:

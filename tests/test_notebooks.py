@@ -91,6 +91,7 @@ def test_a_notebook_that_raises_fails_the_test_command(tmp_path):
     assert "broken on purpose" in proc.stdout
     result = course.run_notebook(path, tmp_path / "out", {})
     assert not result.ok and "broken on purpose" in result.error
+    assert result.error.startswith("RuntimeError in cell 1")       # the exception type and the cell that raised it
 
 
 def test_hygiene_check_catches_outputs_and_missing_parts(tmp_path):

@@ -37,3 +37,18 @@ def test_check_reports_right_wrong_and_unanswered(capsys):
     assert check("s", "Interesting thought.", "Interesting thought.")
     assert not check("s", "Great idea!", "Interesting thought.")
     assert check("t", torch.tensor([1.0, 2.0]), np.array([1.0, 2.0]))
+
+
+def test_course_run_rejects_unknown_and_malformed_parameters(capsys):
+    from rlhf_lab import course
+
+    assert course.main(["run", "05", "-p", "nosuch=1"]) == 2
+    err = capsys.readouterr().err
+    assert "has no parameter 'nosuch'" in err and "steps = 30" in err and "beta = 0.1" in err   # the list of parameters
+    assert course.main(["run", "05", "-p", "steps=abc"]) == 2
+    assert "steps='abc' has type str" in capsys.readouterr().err
+    nb05 = course.select_notebooks(["05"])[0]
+    assert course.check_parameters(nb05, {"seed": 1, "lr": 1, "beta": 0.5}) == []      # an int may stand for a float
+    assert course.check_parameters(nb05, {"steps": 2.5, "seed": True}) != []
+    nb08 = course.select_notebooks(["08"])[0]
+    assert course.check_parameters(nb08, {"ratings_path": "/tmp/x.jsonl"}) == []          # an expression default
