@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
+import os
 import re
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -193,6 +196,29 @@ class RunResult:
     error: str = ""
 
 
+KERNEL_NOISE = "Kernel is running over TCP without encryption"   # ipykernel's warning on every local kernel start
+
+
+@contextlib.contextmanager
+def _stderr_without(noise: str):
+    """Collect what is written to file descriptor 2 (this process and the kernels it starts) and pass it on,
+    without the lines containing ``noise``, when the block ends."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as collected:
+        os.dup2(collected.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            collected.seek(0)
+            kept = [line for line in collected.read().decode(errors="replace").splitlines(keepends=True) if noise not in line]
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
 def run_notebook(path: Path, out_dir: Path, parameters: dict | None = None) -> RunResult:
     """Execute one notebook with papermill (cwd = its folder) into ``out_dir``; never raises for a failing notebook."""
     import papermill as pm
@@ -201,8 +227,9 @@ def run_notebook(path: Path, out_dir: Path, parameters: dict | None = None) -> R
     start = time.perf_counter()
     error = ""
     try:
-        pm.execute_notebook(str(path), str(out_dir / path.name), parameters=parameters or {},
-                            cwd=str(path.parent), progress_bar=False, kernel_name="python3")
+        with _stderr_without(KERNEL_NOISE):
+            pm.execute_notebook(str(path), str(out_dir / path.name), parameters=parameters or {},
+                                cwd=str(path.parent), progress_bar=False, kernel_name="python3")
     except Exception as exc:  # noqa: BLE001 - papermill raises PapermillExecutionError and kernel errors
         if hasattr(exc, "ename") and hasattr(exc, "cell_index"):   # an exception raised in a cell
             error = f"{exc.ename} in cell {exc.cell_index}" + (f": {exc.evalue}" if str(exc.evalue).strip() else "")
