@@ -55,7 +55,7 @@ if "google.colab" in sys.modules:
         subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{repo}.git", "/content/rlhf-lab"], check=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/rlhf-lab[trl]"], check=True)
     sys.path.insert(0, "/content/rlhf-lab")
-    os.chdir("/content/rlhf-lab/notebooks")'''
+    os.chdir("/content/rlhf-lab/{folder}")'''
 
 
 def course_notebooks() -> list[Path]:
@@ -89,6 +89,13 @@ def _header_source(path: Path, order: list[Path]) -> str:
     return BADGE.format(repo=GITHUB_REPO, name=path.name) + "\n\n" + " · ".join(nav)
 
 
+def _solution_header_source(path: Path) -> str:
+    course_nb = NOTEBOOKS / path.name.replace("_solutions", "")
+    title = title_of(nbformat.read(course_nb, as_version=4)) if course_nb.exists() else ""
+    return (BADGE.format(repo=GITHUB_REPO, name=f"solutions/{path.name}") + "\n\n"
+            + f"*rlhf-lab · solutions to* [{course_nb.stem[:2]} {title}](../{course_nb.name})")
+
+
 def _tags(cell) -> list[str]:
     return list(cell.get("metadata", {}).get("tags", []))
 
@@ -108,9 +115,13 @@ def fix_notebook(path: Path, order: list[Path] | None = None) -> bool:
     before = path.read_text()
     nb = nbformat.read(path, as_version=4)
     _strip(nb)
-    if order is not None and path in order:
-        header = nbformat.v4.new_markdown_cell(_header_source(path, order), metadata={"tags": ["header"]})
-        install = nbformat.v4.new_code_cell(INSTALL_CELL.format(repo=GITHUB_REPO), metadata={"tags": ["colab-install"]})
+    solution = path.name.endswith("_solutions.ipynb")
+    if order is not None and path in order or solution:
+        source = _solution_header_source(path) if solution else _header_source(path, order)
+        header = nbformat.v4.new_markdown_cell(source, metadata={"tags": ["header"]})
+        folder = "notebooks/solutions" if solution else "notebooks"
+        install = nbformat.v4.new_code_cell(INSTALL_CELL.format(repo=GITHUB_REPO, folder=folder),
+                                            metadata={"tags": ["colab-install"]})
         cells = [c for c in nb.cells if not {"header", "colab-install"} & set(_tags(c))]
         # keep existing cell ids so git diffs stay small
         for new, tag in ((header, "header"), (install, "colab-install")):
@@ -148,9 +159,13 @@ def check_notebook(path: Path, course: bool = True) -> list[str]:
         bad("widget state saved in the metadata (run `python -m rlhf_lab.course fix`)")
     if not title_of(nb):
         bad("no title cell (a markdown cell starting with '# ')")
-    if not course:
-        return problems
     cells = nb.cells
+    if not course:   # a solutions notebook: a Colab badge and install cell too, so that it opens there
+        if not cells or "header" not in _tags(cells[0]) or f"notebooks/solutions/{path.name}" not in cells[0].source:
+            bad("cell 0 is not the generated header with this notebook's Colab badge (run `python -m rlhf_lab.course fix`)")
+        if not any("colab-install" in _tags(c) and "google.colab" in c.source for c in cells):
+            bad("no Colab-only install cell (tag 'colab-install'; run `python -m rlhf_lab.course fix`)")
+        return problems
     if not cells or "header" not in _tags(cells[0]) or "colab.research.google.com" not in cells[0].source \
             or f"notebooks/{path.name}" not in cells[0].source:
         bad("cell 0 is not the generated header with this notebook's Colab badge (run `python -m rlhf_lab.course fix`)")

@@ -42,6 +42,12 @@ def test_generated_cells_are_up_to_date(tmp_path):
         shutil.copy(path, copy)
         order = [copy if p == path else p for p in COURSE]
         assert not course.fix_notebook(copy, order), f"{path.name}: run `python -m rlhf_lab.course fix`"
+    for path in SOLUTIONS:   # the solutions have their own badge and install cell, so that they open in Colab
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        assert not course.fix_notebook(copy, COURSE), f"{path.name}: run `python -m rlhf_lab.course fix`"
+        cells = nbformat.read(copy, as_version=4).cells
+        assert f"notebooks/solutions/{path.name}" in cells[0].source and "notebooks/solutions" in cells[2].source
 
 
 @pytest.mark.notebook
