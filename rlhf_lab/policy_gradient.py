@@ -168,6 +168,18 @@ def aggregate_token_loss(per_token: torch.Tensor, mask: torch.Tensor, loss_type:
     raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
 
 
+def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_range: float
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate per token, as a loss (Schulman et al. 2017, Eq. 7), shared by PPO and GRPO.
+
+    ``-min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)`` for each token, and a bool tensor saying where the
+    clipped term is the active one (it then sends no gradient). ``ratio`` (B, T); ``advantages`` broadcasts to it.
+    """
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    return torch.maximum(unclipped, clipped), (clipped > unclipped).detach()
+
+
 def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
               advantages: torch.Tensor, mask: torch.Tensor, beta: float, clip_range: float = 0.2,
               loss_type: str = "grpo", max_completion_length: int | None = None
@@ -182,14 +194,10 @@ def grpo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, ref_logprobs: 
     Returns the loss and stats: ``kl`` (mean k3 per token) and ``clipfrac``.
     """
     ratio = torch.exp(logprobs - old_logprobs)
-    adv = advantages.view(-1, 1).to(logprobs.dtype)
-    surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * adv)
+    surrogate_loss, clipped = clipped_surrogate_loss(ratio, advantages.view(-1, 1).to(logprobs.dtype), clip_range)
     kl = k3_kl(logprobs, ref_logprobs)
-    per_token = -surrogate + beta * kl
-    loss = aggregate_token_loss(per_token, mask, loss_type, max_completion_length)
-    with torch.no_grad():
-        clipped = (ratio * adv) > (torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range) * adv)
-        stats = {"k3_kl": masked_mean(kl, mask).item(), "clipfrac": masked_mean(clipped.float(), mask).item()}
+    loss = aggregate_token_loss(surrogate_loss + beta * kl, mask, loss_type, max_completion_length)
+    stats = {"k3_kl": masked_mean(kl.detach(), mask).item(), "clipfrac": masked_mean(clipped.float(), mask).item()}
     return loss, stats
 
 
@@ -224,12 +232,10 @@ def ppo_policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantag
     (mean of 0.5 * (log ratio)^2, a low-variance estimate of KL(pi_old || pi)).
     """
     log_ratio = (logprobs - old_logprobs) * mask
-    ratio = torch.exp(log_ratio)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    per_token, clipped = clipped_surrogate_loss(torch.exp(log_ratio), advantages, clip_range)
+    loss = masked_mean(per_token, mask)
     with torch.no_grad():
-        stats = {"clipfrac": masked_mean((clipped > unclipped).float(), mask).item(),
+        stats = {"clipfrac": masked_mean(clipped.float(), mask).item(),
                  "approx_kl": masked_mean(0.5 * log_ratio ** 2, mask).item()}
     return loss, stats
 

@@ -58,7 +58,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Pre
 
 from rlhf_lab import world
 from rlhf_lab.generation import check_length, pad_right
-from rlhf_lab.models import (DEFAULT_POLICY, resolve_model_source, transformers_at_least, tokenize_prompts,
+from rlhf_lab.models import (DEFAULT_POLICY, quiet_transformers, resolve_model_source, transformers_at_least, tokenize_prompts,
                              tokenize_responses)
 from rlhf_lab.paths import DATA
 from rlhf_lab.preferences import PreferenceRecord
@@ -226,7 +226,7 @@ def load_reward_model(name_or_path: str | Path = DEFAULT_POLICY, *, device: str 
     and tokenizer.
     """
     source = resolve_model_source(name_or_path)
-    with _quiet_transformers():  # "score.weight newly initialised" is expected when starting from an LM
+    with quiet_transformers():  # "score.weight newly initialised" is expected when starting from an LM
         tokenizer = AutoTokenizer.from_pretrained(source)
         dtype_kw = "dtype" if transformers_at_least(4, 56) else "torch_dtype"
         model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1,
@@ -243,7 +243,7 @@ def save_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     """Save model (safetensors) and tokenizer with ``save_pretrained``; ``info`` goes to ``reward_model_info.json``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    with _quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
     if info is not None:
@@ -785,12 +785,6 @@ def default_reward_model(path: str | Path = DEFAULT_REWARD_MODEL, rebuild: bool 
         print(f"no reward model at {path}: training the default one (about 8 minutes on 2 cores)...")
         build_default_reward_model(path, progress=progress)
     return load_reward_model(path)
-
-
-def _quiet_transformers():
-    """Silence transformers' loading report and progress bars (a new head's missing weights are expected)."""
-    from rlhf_lab.models import quiet_transformers
-    return quiet_transformers()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
