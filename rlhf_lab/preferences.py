@@ -4,7 +4,8 @@ A *preference record* says: for this ``prompt``, the rater preferred ``chosen`` 
 ``rejected``. One record is one JSON object on one line of a ``.jsonl`` file::
 
     {"prompt": "...", "chosen": "...", "rejected": "...", "rater": "ana",
-     "time": "2025-01-01T12:00:00.000+00:00", "tie": false, "source": null}
+     "time": "2025-01-01T12:00:00.000+00:00", "tie": false, "source": null,
+     "shown_first": "rejected", "seconds": 4.2}
 
 The keys ``prompt`` / ``chosen`` / ``rejected`` are exactly TRL's standard preference
 format (what ``DPOTrainer``, ``RewardTrainer`` and ``datasets.Dataset.from_list`` read),
@@ -81,6 +82,11 @@ def _check_fields(d: Any, types: dict[str, tuple[type, ...]], required: Sequence
             raise ValueError(f"field {name!r} must be {want}, got {type(d[name]).__name__}: {d[name]!r:.60}")
 
 
+def _check_seconds(seconds: Any) -> None:
+    if seconds is not None and (isinstance(seconds, bool) or not 0 <= seconds < float("inf")):
+        raise ValueError(f"field 'seconds' must be a number >= 0 or null, got {seconds!r:.60}")
+
+
 @dataclass
 class PreferenceRecord:
     """One pairwise judgement: for ``prompt``, ``chosen`` was preferred over ``rejected``."""
@@ -91,13 +97,19 @@ class PreferenceRecord:
     time: str = field(default_factory=utc_now)  # ISO-8601 UTC time of the click
     tie: bool = False                # True when the rater found A and B equally good
     source: str | None = None        # optional: where the pair came from (e.g. "candidates", "policy step 40")
+    shown_first: str | None = None   # which reply was shown first (as A): "chosen", "rejected", or None (unknown)
+    seconds: float | None = None     # seconds the pair was on screen before the click (None: unknown)
 
     TYPES = {"prompt": (str,), "chosen": (str,), "rejected": (str,), "rater": (str,),
-             "time": (str,), "tie": (bool,), "source": (str, type(None))}
+             "time": (str,), "tie": (bool,), "source": (str, type(None)),
+             "shown_first": (str, type(None)), "seconds": (int, float, type(None))}
     REQUIRED = ("prompt", "chosen", "rejected")
 
     def __post_init__(self) -> None:
         _check_fields(asdict(self), self.TYPES, self.REQUIRED)
+        if self.shown_first not in (None, "chosen", "rejected"):
+            raise ValueError(f"field 'shown_first' must be 'chosen', 'rejected' or null, got {self.shown_first!r:.60}")
+        _check_seconds(self.seconds)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict (the line written to the file)."""
@@ -125,15 +137,17 @@ class ScoreRecord:
     rater: str = "simulated"         # who scored it
     time: str = field(default_factory=utc_now)  # ISO-8601 UTC time of the click
     source: str | None = None        # optional: where the response came from
+    seconds: float | None = None     # seconds the response was on screen before the click (None: unknown)
 
     TYPES = {"prompt": (str,), "response": (str,), "score": (int,), "rater": (str,),
-             "time": (str,), "source": (str, type(None))}
+             "time": (str,), "source": (str, type(None)), "seconds": (int, float, type(None))}
     REQUIRED = ("prompt", "response", "score")
 
     def __post_init__(self) -> None:
         _check_fields(asdict(self), self.TYPES, self.REQUIRED)
         if isinstance(self.score, bool) or not 1 <= self.score <= 5:
             raise ValueError(f"field 'score' must be an integer from 1 to 5, got {self.score!r}")
+        _check_seconds(self.seconds)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict (the line written to the file)."""

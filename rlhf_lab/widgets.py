@@ -31,6 +31,7 @@ from typing import Literal, Union
 import ipywidgets as w
 
 from rlhf_lab.preferences import PreferenceRecord, PreferenceStore, ScoreRecord, ScoreStore
+from rlhf_lab import world
 from rlhf_lab.world import Prompt, SimulatedRater, gold_reward, prompt_text
 
 #: A prompt as the raters take it: a ``world.Prompt`` or its plain text.
@@ -457,22 +458,12 @@ class ScoreRater(_Rater):
 
 
 # ------------------------------------------------------------------------------- the mode switch
-#: Cut points on the (noisy) gold reward between the scores 1|2|3|4|5. Gold rewards run from about
-#: -4 to +4; without noise the world's candidate responses score 1..5 about 15/15/25/30/15 % of the time.
-SCORE_CUTS: tuple[float, ...] = (-0.5, 1.0, 2.0, 3.0)
+SCORE_CUTS = world.SCORE_CUTS   # kept here for code written against earlier versions
 
 
 def simulated_score(rater: SimulatedRater, prompt: PromptLike, response: str) -> int:
-    """A 1-5 score from the simulated rater: its noisy reading of the gold reward, binned by ``SCORE_CUTS``.
-
-    The noisy reading is ``gold_reward + T * (g - 0.5772)`` with ``g`` a standard Gumbel draw from the
-    rater's own generator and ``T`` its temperature. That is the random-utility form of Bradley-Terry:
-    comparing two such readings picks A with probability ``sigmoid((gold(A) - gold(B)) / T)``, exactly
-    the rater's pairwise clicks, so the same simulated person gives both the pairs and the scores.
-    """
-    u = rater.rng.random() or 1e-12
-    noisy = gold_reward(prompt, response) + rater.temperature * (-math.log(-math.log(u)) - 0.5772156649)
-    return 1 + sum(noisy >= cut for cut in SCORE_CUTS)
+    """``rater.score(prompt, response)``: a 1-5 score from the simulated rater (see ``SimulatedRater.score``)."""
+    return rater.score(prompt, response)
 
 
 Mode = Literal["human", "simulated"]

@@ -590,12 +590,23 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
+#: Cut points on a simulated rater's noisy reading of the gold reward between the scores 1|2|3|4|5. Gold
+#: rewards run from about -4 to +4; without noise the world's candidate responses score 1..5 about
+#: 15/15/25/30/15 % of the time.
+SCORE_CUTS: tuple[float, ...] = (-0.5, 1.0, 2.0, 3.0)
+
+
 @dataclass
 class SimulatedRater:
-    """A Bradley-Terry rater: prefers A with probability sigmoid((gold(A) - gold(B)) / temperature)."""
+    """A Bradley-Terry rater: prefers A with probability sigmoid(s * (gold(A) - gold(B)) / temperature).
+
+    ``s`` is +1, or -1 for a ``contrarian`` (someone who clicks the worse reply on purpose, or misread the
+    buttons): the same noise, the opposite taste.
+    """
     temperature: float = 1.0   # rater noise: 0 = always the better response, large = coin flip
     seed: int = 0              # seed of the rater's own random.Random (its clicks are repeatable)
     name: str = "simulated"    # written as ``rater`` in every record it makes
+    contrarian: bool = False   # True: prefers the reply gold likes less
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -606,6 +617,8 @@ class SimulatedRater:
     def prob_first(self, prompt: Prompt | str, a: str, b: str) -> float:
         """P(this rater prefers ``a`` over ``b``); with temperature 0: 1, 0, or 0.5 for a tie."""
         diff = gold_reward(prompt, a) - gold_reward(prompt, b)
+        if self.contrarian:
+            diff = -diff
         if self.temperature == 0:
             return 0.5 if diff == 0 else float(diff > 0)
         return sigmoid(diff / self.temperature)
@@ -613,6 +626,20 @@ class SimulatedRater:
     def prefers_first(self, prompt: Prompt | str, a: str, b: str) -> bool:
         """One noisy click: True if the rater picks ``a``."""
         return self.rng.random() < self.prob_first(prompt, a, b)
+
+    def score(self, prompt: Prompt | str, response: str) -> int:
+        """A 1-5 score: this rater's noisy reading of the gold reward, binned by ``SCORE_CUTS``.
+
+        The noisy reading is ``s * gold_reward + T * (g - 0.5772)`` with ``g`` a standard Gumbel draw from the
+        rater's own generator, ``T`` its temperature and ``s`` = -1 for a contrarian (else +1). That is the
+        random-utility form of Bradley-Terry: comparing two such readings picks A with probability
+        ``sigmoid(s * (gold(A) - gold(B)) / T)``, exactly the rater's pairwise clicks, so the same simulated
+        person gives both the pairs and the scores.
+        """
+        u = self.rng.random() or 1e-12
+        gold = -gold_reward(prompt, response) if self.contrarian else gold_reward(prompt, response)
+        noisy = gold + self.temperature * (-math.log(-math.log(u)) - 0.5772156649)
+        return 1 + sum(noisy >= cut for cut in SCORE_CUTS)
 
     def rate(self, prompt: Prompt | str, a: str, b: str, source: str | None = None) -> PreferenceRecord:
         """Show ``a`` and ``b``, record the choice as a ``PreferenceRecord``."""
