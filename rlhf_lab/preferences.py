@@ -19,8 +19,11 @@ How the files are kept safe (notebook 02's rating widget writes them click by cl
   click is on disk, even if the kernel dies right after. Appends never rewrite the file.
 * If a crash left a half-written last line, the next append starts on a fresh line, so the
   new record is never glued onto the broken one.
-* ``undo_last`` rewrites the file through a temporary file in the same folder and
-  ``os.replace``, so the file is either the old one or the new one, never half of each.
+* ``undo`` / ``undo_last`` remove only a line this store wrote (never another writer's, never a
+  line it cannot read), through a temporary file in the same folder and ``os.replace``, so the
+  file is either the old one or the new one, never half of each.
+* Appends and undos hold an exclusive lock (``fcntl.flock`` on the folder; no lock on Windows),
+  so several kernels or processes can share one file (a classroom's, a synced folder's).
 
 How reading treats odd input (``read_preferences`` / ``read_scores``):
 
@@ -38,6 +41,7 @@ How reading treats odd input (``read_preferences`` / ``read_scores``):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -46,6 +50,11 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock (see _locked)
+    fcntl = None
 
 
 def utc_now() -> str:
@@ -250,70 +259,140 @@ def _atomic_write(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+@contextlib.contextmanager
+def _locked(path: Path, shared: bool = False):
+    """Hold an exclusive (or shared) lock for the file ``path`` while the block runs.
+
+    The lock is ``fcntl.flock`` on the file's *folder*, not on the file: ``undo`` replaces the file with a
+    new one (``os.replace``), and a writer waiting on the old file's lock would then write into a file that
+    is no longer there. The folder stays the same object, so every writer of the store, in any process,
+    waits for the others. Where ``fcntl`` does not exist (Windows) or the file system refuses locks (some
+    network and FUSE mounts), nothing is locked: there, let one process at a time write a given file.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. a folder we may not open
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        except OSError:  # pragma: no cover - a file system without locks
+            pass
+        yield
+    finally:
+        os.close(fd)   # closing the descriptor releases the lock
+
+
+def _refuse_read_only(target: Path, shown: Path, what: str) -> None:
+    """PermissionError if the file is read-only: not writable by us, or write-protected for everyone (even
+    for root, who could write it anyway: a file someone made read-only is meant to stay as it is)."""
+    if not os.access(target, os.W_OK) or not target.stat().st_mode & 0o222:
+        raise PermissionError(f"{shown}: the file is read-only; {what}")
+
+
 class PreferenceStore:
     """An append-only JSONL file of ``PreferenceRecord`` (``ScoreStore``: of ``ScoreRecord``).
 
     >>> store = PreferenceStore(ARTIFACTS / "ratings.jsonl")
     >>> store.append(PreferenceRecord("Hi?", "Hello! Happy to help.", "Whatever.", rater="ana"))
     >>> len(store), store.undo_last()
+
+    Safe to share: several widgets, kernels or processes may append to one file at once. ``append`` and
+    ``undo`` hold an exclusive lock (see ``_locked``), so an undo never overwrites a line appended
+    meanwhile. A store only ever removes lines *it* wrote (``undo``, ``undo_last``): another writer's
+    lines, lines from before this store existed, and lines it cannot read are never deleted. ``~`` in the
+    path is expanded, and a symlinked file (say, to a synced folder) is written through the link.
     """
     record_type: type = PreferenceRecord
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
+        self._written: list[bytes] = []   # the lines this store appended and has not undone, oldest first
 
-    def append(self, record: PreferenceRecord | ScoreRecord) -> None:
-        """Write one record as one line and fsync: on disk when this returns (parent dirs created)."""
+    def _target(self) -> Path:
+        """The real file: symlinks resolved, so that a rewrite replaces the target, never the link."""
+        return self.path.resolve() if self.path.is_symlink() else self.path
+
+    def _line(self, record: PreferenceRecord | ScoreRecord) -> bytes:
         if not isinstance(record, self.record_type):
             raise TypeError(f"{type(self).__name__} stores {self.record_type.__name__}, "
                             f"got {type(record).__name__}")
-        line = json.dumps(record.to_dict(), ensure_ascii=False).encode("utf-8") + b"\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        is_new = not self.path.exists()
-        with open(self.path, "a+b") as f:
-            size = f.seek(0, os.SEEK_END)
-            if size:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":   # a crash left a half line: start a fresh one
-                    line = b"\n" + line
-            f.write(line)                # "a" mode: always written at the end
-            f.flush()
-            os.fsync(f.fileno())
-        if is_new:
-            _fsync_dir(self.path.parent)
+        return json.dumps(record.to_dict(), ensure_ascii=False).encode("utf-8")
+
+    def append(self, record: PreferenceRecord | ScoreRecord) -> None:
+        """Write one record as one line and fsync: on disk when this returns (parent dirs created)."""
+        line = self._line(record)
+        target = self._target()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target):
+            is_new = not target.exists()
+            if not is_new:
+                _refuse_read_only(target, self.path, "nothing written")
+            with open(target, "a+b") as f:
+                data = line + b"\n"
+                size = f.seek(0, os.SEEK_END)
+                if size:
+                    f.seek(size - 1)
+                    if f.read(1) != b"\n":   # a crash left a half line: start a fresh one
+                        data = b"\n" + data
+                f.write(data)                # "a" mode: always written at the end
+                f.flush()
+                os.fsync(f.fileno())
+            if is_new:
+                _fsync_dir(target.parent)
+        self._written.append(line)
 
     def records(self, strict: bool = False) -> list:
         """All records in file order ([] when the file does not exist yet); bad lines warn and are skipped."""
-        if not self.path.exists():
+        target = self._target()
+        if not target.exists():
             return []
-        return _read_records(self.path, self.record_type, strict)
+        with _locked(target, shared=True):
+            return _read_records(self.path, self.record_type, strict)
 
     def __len__(self) -> int:
         return len(self.records())
 
-    def undo_last(self) -> PreferenceRecord | ScoreRecord | None:
-        """Remove the last record and return it (None if there is none). Atomic: temp file + os.replace.
+    def undo(self, record: PreferenceRecord | ScoreRecord) -> PreferenceRecord | ScoreRecord:
+        """Remove ``record``, which this store appended, from the file and return it.
 
-        Lines before it are kept byte for byte. If the last line is broken (a crash mid-write)
-        it is removed too and the method moves on to the last valid record.
+        Removes the last line that is exactly this record; every other line is kept byte for byte, including
+        lines other writers appended after it. Atomic (temp file + ``os.replace``, under the store's lock).
+        Refuses with ``RuntimeError`` (the file unchanged) if this store did not write the record or the line
+        is no longer in the file, and with ``PermissionError`` if the file is read-only, as ``append`` does.
         """
-        if not self.path.exists():
+        line = self._line(record)
+        if line not in self._written:
+            raise RuntimeError(f"not undone: {self.path} has no line that this {type(self).__name__} wrote for "
+                               f"this record (a store only removes its own lines; edit the file to remove others)")
+        target = self._target()
+        with _locked(target):
+            if not target.exists():
+                raise RuntimeError(f"not undone: {self.path} does not exist any more")
+            _refuse_read_only(target, self.path, "not undone")
+            lines = target.read_bytes().split(b"\n")
+            hits = [k for k, text in enumerate(lines) if text.rstrip(b"\r") == line]
+            if not hits:
+                raise RuntimeError(f"not undone: the record is no longer in {self.path} (removed by someone else?)")
+            del lines[hits[-1]]
+            _atomic_write(target, b"\n".join(lines))
+        del self._written[len(self._written) - 1 - self._written[::-1].index(line)]
+        return record
+
+    def undo_last(self) -> PreferenceRecord | ScoreRecord | None:
+        """Remove the last record this store appended (and has not undone yet) and return it.
+
+        None if this store has written nothing (a store made after a kernel restart has not): records
+        written by others, or before, are never removed. See ``undo``.
+        """
+        if not self._written:
             return None
-        lines = self.path.read_bytes().split(b"\n")
-        while lines:
-            line = lines.pop()
-            if not line.strip():
-                continue
-            try:
-                record = self.record_type.from_dict(json.loads(line.decode("utf-8")))
-            except (ValueError, TypeError):  # a broken line: drop it and keep looking
-                warnings.warn(f"{self.path}: removed a broken line while undoing", PreferenceFileWarning)
-                continue
-            kept = b"\n".join(lines).rstrip(b"\n")
-            _atomic_write(self.path, kept + b"\n" if kept else b"")
-            return record
-        _atomic_write(self.path, b"")
-        return None
+        record = self.record_type.from_dict(json.loads(self._written[-1].decode("utf-8")))
+        return self.undo(record)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -345,6 +424,46 @@ def deduplicate(records: Iterable[PreferenceRecord]) -> list[PreferenceRecord]:
             seen.add(key)
             out.append(r)
     return out
+
+
+def pool_files(sources: str | os.PathLike | Iterable[str | os.PathLike], *, scores: bool = False,
+               pattern: str = "*.jsonl") -> list:
+    """A classroom's ratings in one list: every record of every file, each keeping its ``rater``.
+
+    ``sources``: files, or folders (each gives its ``pattern`` files, sorted by name), or one of either.
+    Records are read leniently (a bad line warns and is skipped, as ``records()`` does). The same click
+    found twice (a file handed in twice, or copied into two folders: equal in every field, time
+    included) is kept once; a rater who judged a pair twice at two times said so twice and keeps both.
+    A record without a rater (``"unknown"``) is named after its file, e.g. ``ana.jsonl`` -> ``"ana"``.
+    ``scores=True`` pools 1-5 score files (``ScoreRecord``) instead of preference files.
+    Raises FileNotFoundError if a source does not exist or a folder holds no ``pattern`` file.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    files: list[Path] = []
+    for source in sources:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.glob(pattern) if p.is_file())
+            if not found:
+                raise FileNotFoundError(f"{source}: no {pattern} file in this folder")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{source}: no such file or folder (absolute: {path.resolve()})")
+    record_type = ScoreRecord if scores else PreferenceRecord
+    seen: set[str] = set()
+    pooled = []
+    for path in files:
+        for r in _read_records(path, record_type, strict=False):
+            if r.rater == "unknown":
+                r.rater = path.stem
+            key = json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False)
+            if key not in seen:
+                seen.add(key)
+                pooled.append(r)
+    return pooled
 
 
 def pair_choices(records: Iterable[PreferenceRecord], pairs: Sequence[tuple[Any, str, str]]) -> list[str | None]:

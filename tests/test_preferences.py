@@ -96,12 +96,111 @@ def test_undo_last(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["r.jsonl"]  # no temp files left behind
 
 
-def test_undo_drops_a_truncated_last_line_too(tmp_path):
+def test_undo_never_deletes_a_line_the_store_did_not_write(tmp_path):
+    """Review rows 29 and 42: a broken last line, a valid line of another schema, and records written before
+    this store existed (another kernel, before a restart) all stay; only the store's own line goes."""
     path = tmp_path / "r.jsonl"
-    path.write_text(GOOD + "\n" + json.dumps(rec(2).to_dict()) + "\n" + GOOD[:10], encoding="utf-8")
-    with pytest.warns(PreferenceFileWarning, match="broken line"):
-        assert PreferenceStore(path).undo_last() == rec(2)
-    assert read_preferences(path) == [rec(1)]
+    foreign = json.dumps(ScoreRecord("p", "resp", 3, rater="bo").to_dict())
+    path.write_text(GOOD + "\n" + foreign + "\n", encoding="utf-8")
+    store = PreferenceStore(path)
+    assert store.undo_last() is None                          # nothing of its own yet
+    with pytest.raises(RuntimeError, match="only removes its own lines"):
+        store.undo(rec(1))                                    # in the file, but not written by this store
+    store.append(rec(2))
+    with open(path, "ab") as f:
+        f.write(GOOD[:10].encode())                           # a crash left half a line at the end
+    before = path.read_bytes()
+    assert store.undo_last() == rec(2)
+    after = path.read_bytes()
+    assert after == before.replace(json.dumps(rec(2).to_dict()).encode() + b"\n", b"")
+    assert GOOD.encode() in after and foreign.encode() in after and after.endswith(GOOD[:10].encode())
+    assert store.undo_last() is None
+
+
+def test_undo_keeps_lines_other_writers_appended_after_it(tmp_path):
+    path = tmp_path / "r.jsonl"
+    mine, theirs = PreferenceStore(path), PreferenceStore(path)
+    mine.append(rec(1))
+    theirs.append(rec(2))
+    mine.append(rec(3))
+    theirs.append(rec(4))
+    assert mine.undo_last() == rec(3) and mine.undo(rec(1)) == rec(1)
+    assert read_preferences(path) == [rec(2), rec(4)]
+    with pytest.raises(RuntimeError, match="only removes its own lines"):
+        mine.undo(rec(2))
+    path.write_text("", encoding="utf-8")                     # someone emptied the file
+    with pytest.raises(RuntimeError, match="no longer in"):
+        theirs.undo(rec(4))
+
+
+def test_undo_through_a_symlink_keeps_the_link(tmp_path):
+    """Review row 32: the link stays a link and the target loses the record."""
+    target = tmp_path / "drive" / "ratings.jsonl"
+    target.parent.mkdir()
+    link = tmp_path / "ratings.jsonl"
+    link.symlink_to(target)
+    store = PreferenceStore(link)
+    store.append(rec(1))
+    store.append(rec(2))
+    assert store.undo_last() == rec(2)
+    assert link.is_symlink() and read_preferences(target) == [rec(1)]
+    store.append(rec(3))
+    assert read_preferences(target) == [rec(1), rec(3)]
+
+
+def test_store_expands_the_home_folder(tmp_path, monkeypatch):
+    """Review row 33: ``~`` is the home folder, not a folder named ``~``."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    store = PreferenceStore("~/ratings/r.jsonl")
+    store.append(rec(1))
+    assert (tmp_path / "ratings" / "r.jsonl").exists() and not (tmp_path / "~").exists()
+
+
+def test_undo_refuses_a_read_only_file_as_append_does(tmp_path):
+    """Review row 25."""
+    path = tmp_path / "r.jsonl"
+    store = PreferenceStore(path)
+    store.append(rec(1))
+    path.chmod(0o444)
+    try:
+        with pytest.raises(PermissionError, match="read-only; nothing written"):
+            store.append(rec(2))
+        with pytest.raises(PermissionError, match="read-only"):
+            store.undo_last()
+        assert read_preferences(path) == [rec(1)]
+    finally:
+        path.chmod(0o644)
+
+
+_WRITER = """
+import sys
+from rlhf_lab.preferences import PreferenceRecord, PreferenceStore
+path, role, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = PreferenceStore(path)
+for i in range(n):
+    store.append(PreferenceRecord(f"prompt {i}", f"{role} good {i}", f"{role} bad {i}", rater=role))
+    if role == "undoer" and i % 2 == 1:         # undo every second of its own records
+        assert store.undo_last().chosen == f"{role} good {i}"
+"""
+
+
+def test_two_processes_appending_and_undoing_lose_nothing(tmp_path):
+    """Review row 23: one process appends 400 records while another appends 80 and undoes 40 of them."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.jsonl"
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), role, str(n)], env=env)
+             for role, n in [("appender", 400), ("undoer", 80)]]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    records = read_preferences(path)                          # strict: no damaged line either
+    appended = [r.chosen for r in records if r.rater == "appender"]
+    kept = [r.chosen for r in records if r.rater == "undoer"]
+    assert appended == [f"appender good {i}" for i in range(400)]
+    assert kept == [f"undoer good {i}" for i in range(0, 80, 2)]
+    assert b"\n\n" not in path.read_bytes()                  # no blank lines from writers racing
 
 
 def test_score_store_round_trip(tmp_path):
@@ -254,3 +353,29 @@ def test_pair_choices_reads_the_latest_record_of_each_pair():
                PreferenceRecord(prompt="p3", chosen="f", rejected="e", rater="x", tie=True)]
     assert pair_choices(records, pairs) == ["A", "B", "tie"]
     assert pair_choices(records[:1], pairs) == ["A", None, None]
+
+
+def test_pool_files_merges_a_classroom_and_keeps_each_rater(tmp_path):
+    folder = tmp_path / "class"
+    ana = PreferenceStore(folder / "ana.jsonl")
+    ana.append(rec(1))
+    ana.append(rec(2))
+    bo = PreferenceStore(folder / "bo.jsonl")
+    bo.append(PreferenceRecord("prompt 1", "bad 1", "good 1", rater="bo", time="t1"))
+    bo.append(PreferenceRecord("prompt 1", "bad 1", "good 1", rater="bo", time="t2"))   # judged twice: kept twice
+    (folder / "copy-of-ana.jsonl").write_bytes((folder / "ana.jsonl").read_bytes())     # handed in twice
+    no_name = {"prompt": "p", "chosen": "x", "rejected": "y"}
+    (folder / "cleo.jsonl").write_text(json.dumps(no_name) + "\n" + "not json\n", encoding="utf-8")
+    (folder / "notes.txt").write_text("not a ratings file", encoding="utf-8")
+    with pytest.warns(PreferenceFileWarning, match="cleo.jsonl:2"):
+        pooled = prefs.pool_files(folder)
+    assert [(r.rater, r.chosen) for r in pooled] == [("ana", "good 1"), ("ana", "good 2"), ("bo", "bad 1"),
+                                                      ("bo", "bad 1"), ("cleo", "x")]
+    assert prefs.pool_files([folder / "bo.jsonl", folder / "bo.jsonl"]) == read_preferences(folder / "bo.jsonl")
+    scores = ScoreStore(tmp_path / "s" / "ana.jsonl")
+    scores.append(ScoreRecord("p", "r", 4, rater="ana"))
+    assert prefs.pool_files(tmp_path / "s", scores=True) == scores.records()
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        prefs.pool_files(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no \\*.jsonl file"):
+        prefs.pool_files(tmp_path / "empty" if (tmp_path / "empty").mkdir() is None else None)
