@@ -48,14 +48,38 @@ BADGE = ('<a href="https://colab.research.google.com/github/{repo}/blob/main/not
          'alt="Open In Colab"/></a>')
 INSTALL_CELL = '''\
 # Colab only: fetch the course, its helper package and TRL (about a minute). Elsewhere this cell does nothing.
+# Each Colab notebook runs in its own runtime, and a runtime's files vanish with it. use_drive = True keeps the
+# course's artifacts (your ratings, trained policies) in your Google Drive, in MyDrive/rlhf-lab/artifacts, so
+# that they survive and reach the next notebook (Colab asks once for permission). With False, a notebook that
+# misses an earlier notebook's artifact says so and uses the course's shipped one instead. (Set it before the
+# first run of this cell: the course reads the artifacts folder when it is first imported.)
+use_drive = False
 import os, sys
 if "google.colab" in sys.modules:
-    if not os.path.isdir("/content/rlhf-lab"):
-        import subprocess
-        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{repo}.git", "/content/rlhf-lab"], check=True)
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/rlhf-lab[trl]"], check=True)
-    sys.path.insert(0, "/content/rlhf-lab")
-    os.chdir("/content/rlhf-lab/{folder}")'''
+    import importlib.metadata, subprocess
+    repo = "/content/rlhf-lab"
+    if not os.path.isfile(repo + "/rlhf_lab/__init__.py"):   # not cloned yet, or a clone cut short
+        subprocess.run(["rm", "-rf", repo], check=True)
+        subprocess.run(["git", "clone", "--depth", "1", "https://github.com/{repo}.git", repo], check=True)
+    try:
+        importlib.metadata.version("rlhf-lab")   # installed by an earlier run of this cell
+    except importlib.metadata.PackageNotFoundError:   # not yet, or that install failed: install (again)
+        keep = []   # Colab's own torch and ipywidgets stay as they are (its widgets need ipywidgets 7)
+        for name in ("torch", "ipywidgets"):
+            try:
+                keep.append(name + "==" + importlib.metadata.version(name))
+            except importlib.metadata.PackageNotFoundError:
+                pass
+        with open("/tmp/rlhf-lab-keep.txt", "w") as f:
+            f.write("\\n".join(keep) + "\\n")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/tmp/rlhf-lab-keep.txt",
+                        "-e", repo + "[trl]"], check=True)
+    if use_drive:
+        from google.colab import drive
+        drive.mount("/content/drive")
+        os.environ["RLHF_LAB_ARTIFACTS"] = "/content/drive/MyDrive/rlhf-lab/artifacts"
+    sys.path.insert(0, repo)
+    os.chdir(repo + "/{folder}")'''
 
 
 def course_notebooks() -> list[Path]:
