@@ -6,6 +6,12 @@ notebook pays only for what it uses: importing ``rlhf_lab`` itself is cheap.
 """
 from __future__ import annotations
 
+import os as _os
+
+# The course sends nothing home: no usage telemetry from huggingface_hub (TRL, transformers and datasets use
+# it). Set before they are imported; a value you set yourself wins.
+_os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 from rlhf_lab.paths import ARTIFACTS, DATA, REPO_ROOT
 from rlhf_lab.seed import set_seed
 

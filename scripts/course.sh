@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export HF_HUB_DISABLE_TELEMETRY=1   # no usage telemetry from huggingface_hub (TRL, datasets)
 exec .venv/bin/python -m rlhf_lab.course run "$@"

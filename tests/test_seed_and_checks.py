@@ -52,3 +52,27 @@ def test_course_run_rejects_unknown_and_malformed_parameters(capsys):
     assert course.check_parameters(nb05, {"steps": 2.5, "seed": True}) != []
     nb08 = course.select_notebooks(["08"])[0]
     assert course.check_parameters(nb08, {"ratings_path": "/tmp/x.jsonl"}) == []          # an expression default
+
+
+def test_an_install_without_the_course_folder_stops_at_import_with_one_sentence(tmp_path):
+    """Review row 98: ``pip install .`` copies only the package; its paths must not point into site-packages."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rlhf_lab
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(rlhf_lab.__file__).parent, site / "rlhf_lab", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("RLHF_LAB_HOME", "PYTHONPATH")}
+    probe = "import rlhf_lab; print(rlhf_lab.DATA)"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env | {"PYTHONPATH": str(site)},
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: rlhf_lab was installed without the course") and "pip install -e" in last
+    clone = Path(rlhf_lab.REPO_ROOT)
+    ok = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                        env=env | {"PYTHONPATH": str(site), "RLHF_LAB_HOME": str(clone)})
+    assert ok.returncode == 0 and ok.stdout.strip() == str(clone / "data")
