@@ -111,3 +111,15 @@ def test_07_ex4_measures_the_policy_it_is_given():
     assert not all(_run(cell, {"my_large_beta_policy": '{"kl": 1.0}', "my_answer": "False"}, env))
     assert not all(_run(cell, {"my_large_beta_policy": '{"kl": 0.0}', "my_answer": "True"}, env))   # untrained copy
     assert not any(_run(cell, {}, env))
+
+
+def test_02_ex5_kappa_is_not_the_raw_agreement():
+    from rlhf_lab import agreement
+
+    cell = _cell("02_rating_by_hand.ipynb", "my_kappa = ...")
+    env = {"agreement": agreement, "ana": ["A", "A", "B", "A", "B", "B", "A", "A", "B", "A"],
+           "ben": ["A", "B", "B", "A", "B", "A", "A", "A", "B", "B"]}
+    assert all(_run(cell, {"my_kappa": "(0.7 - 0.5) / (1 - 0.5)"}, env))
+    assert not all(_run(cell, {"my_kappa": "0.7"}, env))            # the raw agreement rate
+    assert not all(_run(cell, {"my_kappa": "(0.7 - 0.5)"}, env))    # forgot to divide by 1 - p_e
+    assert not any(_run(cell, {}, env))                              # unanswered

@@ -122,3 +122,23 @@ def test_readme_lists_every_notebook_with_its_colab_badge():
 def test_ci_calls_the_readme_test_command():
     ci = (course.REPO_ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in ci
+
+
+@pytest.mark.notebook
+def test_notebook_02_pools_a_teachers_folder_of_student_files(tmp_path):
+    """The teacher's cell: three students' files in ``class_folder`` are pooled and reported, one row per rater."""
+    from rlhf_lab import agreement, world
+    from rlhf_lab.preferences import PreferenceStore
+
+    folder = tmp_path / "class"
+    pairs = world.make_pairs(world.load_prompts(), 12, seed=5)
+    students = agreement.simulated_class(3, seed=1, contrarians=0)
+    for record in agreement.class_ratings(students, pairs, per_rater=10, seed=1):
+        PreferenceStore(folder / f"{record.rater}.jsonl").append(record)
+    path = next(p for p in COURSE if p.name.startswith("02"))
+    result = course.run_notebook(path, tmp_path / "out", {"class_folder": str(folder)})
+    assert result.ok, result.error
+    executed = nbformat.read(tmp_path / "out" / path.name, as_version=4)
+    text = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert "pooled 30 ratings by 3 raters from 3 files" in text
+    assert all(f"student-0{i}" in text for i in (1, 2, 3))
