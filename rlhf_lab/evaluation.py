@@ -12,9 +12,9 @@ which real RLHF never has, as well as by the proxy reward model and by hand. The
   (:func:`best_of_n_curve`) and for the per-step logs of RL runs (:func:`rl_curve`, :func:`rl_curves`);
 - one **report row** per policy (:func:`evaluation_table`): gold, proxy, KL, win rate vs the reference,
   distinct-2, for a dict of named policies on the same held-out prompts with fixed seeds;
-- **blind hand evaluation** (:func:`blind_pairs`, :func:`rate_blind`, :func:`unblind`): two policies'
-  responses with the sides shuffled by a seeded generator, rated in notebook 02's pairwise widget (or by
-  the simulated rater), then unblinded into a win rate.
+- **blind hand evaluation** (:func:`blind_pairs`, :func:`unblind`): two policies' responses with the sides
+  shuffled by a seeded generator, rated with ``widgets.rate_blind`` (notebook 02's pairwise widget, or the
+  simulated rater), then unblinded into a win rate. This module imports no widget: the widgets use it.
 """
 from __future__ import annotations
 
@@ -466,32 +466,6 @@ def blind_pairs(prompts: Sequence[str], texts_a: Sequence[str], texts_b: Sequenc
 def _pair_key(prompt: str, x: str, y: str) -> tuple:
     """A rated pair's identity: prompt and the set of its two texts (order on screen ignored), as the widget's."""
     return (prompt, frozenset((x, y)))
-
-
-def rate_blind(blind: BlindPairs, store, *, mode: str, rater_name: str | None = None, simulated_rater=None,
-               source: str | None = None, display=None):
-    """Rate the blind pairs by hand (``mode="human"``: notebook 02's ``PairwiseRater``) or by the simulated rater.
-
-    Ratings are appended to ``store`` (a ``PreferenceStore`` or the path of its JSONL file), never rewritten.
-    Resumes: pairs this rater already rated in the store are not asked again (the widget skips them; the
-    simulated rater leaves them out). Returns the widget (human) or the new records (simulated).
-    ``display`` as in ``widgets.rate_pairs`` (default: IPython's display).
-    """
-    from rlhf_lab.preferences import PreferenceStore
-    from rlhf_lab.widgets import rate_pairs
-    from rlhf_lab.world import SimulatedRater
-
-    store = store if isinstance(store, PreferenceStore) else PreferenceStore(store)
-    kwargs = {} if display is None else {"display": display}
-    if mode == "simulated":
-        simulated_rater = simulated_rater or SimulatedRater()
-        done = {_pair_key(r.prompt, r.chosen, r.rejected) for r in store.records() if r.rater == simulated_rater.name}
-        todo = [p for p in blind.pairs if _pair_key(*p) not in done]
-        if not todo:
-            return []
-        return rate_pairs(todo, store, mode="simulated", simulated_rater=simulated_rater, source=source, **kwargs)
-    return rate_pairs(blind.pairs, store, mode=mode, rater_name=rater_name, source=source, blind=False,
-                      resume=True, **kwargs)
 
 
 @dataclass

@@ -7,6 +7,7 @@
   ``mode="simulated"`` lets the simulated rater of ``rlhf_lab.world`` answer instead and writes to the
   same file, so a notebook also runs headless (papermill, CI). The switch is always an explicit
   argument: nothing guesses whether a person is at the keyboard.
+- ``rate_blind``: rate ``evaluation.blind_pairs`` (two policies' replies, sides shuffled) the same way.
 
 Every click goes straight to the store (``PreferenceStore.append`` writes one JSON line, flushes and
 fsyncs), so a crash or a kernel restart loses nothing already clicked. "Skip" writes nothing;
@@ -26,13 +27,16 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 import ipywidgets as w
 
 from rlhf_lab.preferences import PreferenceRecord, PreferenceStore, ScoreRecord, ScoreStore
 from rlhf_lab import world
 from rlhf_lab.world import Prompt, SimulatedRater, gold_reward, prompt_text
+
+if TYPE_CHECKING:  # only for the type hint: importing evaluation would pull in torch
+    from rlhf_lab.evaluation import BlindPairs
 
 #: A prompt as the raters take it: a ``world.Prompt`` or its plain text.
 PromptLike = Union[Prompt, str]
@@ -542,8 +546,8 @@ def rate_scores(items: Sequence[Item], store: StoreLike, *, mode: Mode, rater_na
     """Score ``items`` by hand (``mode="human"``: a ``ScoreRater``) or by the simulated rater.
 
     Arguments as in ``rate_pairs``; ``items`` are ``(prompt, response)`` pairs and ``store`` a
-    ``ScoreStore`` or a path. In simulated mode the scores come from ``simulated_score``; with ``resume``
-    (both modes) responses this rater already scored in the store are not scored again.
+    ``ScoreStore`` or a path. In simulated mode the scores come from ``simulated_rater.score``; with
+    ``resume`` (both modes) responses this rater already scored in the store are not scored again.
     """
     _check_mode(mode)
     if mode == "human":
@@ -561,8 +565,24 @@ def rate_scores(items: Sequence[Item], store: StoreLike, *, mode: Mode, rater_na
         if (prompt_text(prompt), response) in done:
             continue
         record = ScoreRecord(prompt=prompt_text(prompt), response=response,
-                             score=simulated_score(simulated_rater, prompt, response), rater=simulated_rater.name,
+                             score=simulated_rater.score(prompt, response), rater=simulated_rater.name,
                              source=source)
         store.append(record)
         records.append(record)
     return records
+
+
+def rate_blind(blind: BlindPairs, store: StoreLike, *, mode: Mode, rater_name: str | None = None,
+               simulated_rater: SimulatedRater | None = None, source: str | None = None,
+               display: Callable[[object], None] | None = _show) -> PairwiseRater | list[PreferenceRecord]:
+    """Rate ``evaluation.blind_pairs`` by hand (``mode="human"``: a ``PairwiseRater``) or by the simulated rater.
+
+    The pairs are shown as ``blind_pairs`` shuffled them (its first text as A), so neither side nor origin
+    gives a policy away, and the gold reward is never revealed. Ratings are appended to ``store`` (a
+    ``PreferenceStore`` or the path of its JSONL file), never rewritten. Resumes: pairs this rater already
+    rated in the store are not asked again. Returns the widget (human) or the new records (simulated; []
+    when every pair was rated already). ``evaluation.unblind`` turns the records into a win rate.
+    Other arguments as in ``rate_pairs``.
+    """
+    return rate_pairs(blind.pairs, store, mode=mode, rater_name=rater_name, simulated_rater=simulated_rater,
+                      source=source, blind=False, resume=True, display=display)

@@ -13,7 +13,7 @@ from rlhf_lab import evaluation as ev
 from rlhf_lab.generation import SampleConfig, sample
 from rlhf_lab.models import DEFAULT_POLICY, freeze, load_policy, save_policy
 from rlhf_lab.preferences import PreferenceRecord, PreferenceStore, read_preferences
-from rlhf_lab.widgets import PairwiseRater
+from rlhf_lab.widgets import PairwiseRater, rate_blind
 from rlhf_lab.world import load_prompts, split_prompts
 
 PROMPTS = [p.text for p in split_prompts(load_prompts())[1][:8]]
@@ -74,7 +74,7 @@ def test_blinding_shuffles_with_its_seed_and_hides_the_key():
 def test_unblinding_inverts_the_shuffle(tmp_path, seed):
     store = PreferenceStore(tmp_path / "blind.jsonl")
     blind = ev.blind_pairs(BLIND_PROMPTS, A_TEXTS, B_TEXTS, seed=seed, name_a="rloo", name_b="reference")
-    records = ev.rate_blind(blind, store, mode="simulated", simulated_rater=PrefersA(), source="test")
+    records = rate_blind(blind, store, mode="simulated", simulated_rater=PrefersA(), source="test")
     assert len(records) == len(blind) == len(read_preferences(store.path))
     result = ev.unblind(blind, store.records(), rater="always-a")
     assert (result.wins_a, result.wins_b, result.ties, result.unrated) == (40, 0, 0, 0)
@@ -82,14 +82,14 @@ def test_unblinding_inverts_the_shuffle(tmp_path, seed):
     swapped = ev.blind_pairs(BLIND_PROMPTS, B_TEXTS, A_TEXTS, seed=seed)   # now A's texts are "policy B"
     assert ev.unblind(swapped, store.records(), rater="always-a").win_rate == 0.0
     # re-running resumes: nothing is rated twice, nothing is lost
-    assert ev.rate_blind(blind, store, mode="simulated", simulated_rater=PrefersA()) == []
+    assert rate_blind(blind, store, mode="simulated", simulated_rater=PrefersA()) == []
     assert len(read_preferences(store.path)) == 40
 
 
 def test_unblind_by_hand_in_the_widget_ties_split_skips_ignored(tmp_path):
     store = PreferenceStore(tmp_path / "blind.jsonl")
     blind = ev.blind_pairs(BLIND_PROMPTS[:6], A_TEXTS[:6], B_TEXTS[:6], seed=5, name_a="A", name_b="B")
-    rater = ev.rate_blind(blind, store, mode="human", rater_name="ana", display=None)
+    rater = rate_blind(blind, store, mode="human", rater_name="ana", display=None)
     assert isinstance(rater, PairwiseRater)
     plan = ["a", "a", "b", "tie", "skip", "a"]   # which policy to pick, in the order the pairs come
     for want in plan:
