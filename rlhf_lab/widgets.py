@@ -11,28 +11,46 @@
 
 Every click goes straight to the store (``PreferenceStore.append`` writes one JSON line, flushes and
 fsyncs), so a crash or a kernel restart loses nothing already clicked. "Skip" writes nothing;
-"Undo" deletes the last record this widget wrote and shows its item again.
+"Undo" removes the last record this widget wrote (``PreferenceStore.undo``: only that line, even if
+others wrote to the file since) and shows its item again.
 
-Keyboard: every control is a real HTML button with a plain-words label ("A is better", "Tie", ...)
-and a tooltip. Tab / Shift+Tab move between them, Enter or Space presses the focused one. There are
-no single-key shortcuts on purpose: in Jupyter those keys belong to the notebook (``a`` / ``b``
-insert cells in command mode).
+What the raters do, as annotation tools (Argilla, Label Studio) do:
 
-The widgets can be driven from code with ``.click(...)``, exactly as the buttons drive them (tests).
+- a short **rubric** (``RUBRIC``, from the parts of ``world.gold_reward``) above the items;
+- **sides shuffled** per pair with ``blind=True`` (seeded); each record says which reply was shown
+  first in ``shown_first``, so position bias can be measured later;
+- the **seconds** each item was on screen before the click, in ``seconds``;
+- **keyboard shortcuts** that only act while the widget has focus: click the small "keys" box, then
+  press ``a`` / ``b`` / ``t`` (tie) / ``s`` (skip) / ``u`` (undo), or ``1``-``5`` / ``s`` / ``u`` for
+  scores. They go through a text box on purpose: a key typed into a text field never reaches
+  JupyterLab's notebook shortcuts (``a`` / ``b`` insert cells in command mode), and no extra package
+  is needed. Every button is also a real HTML button (Tab, then Enter or Space);
+- an optional **reveal** after each click (``reveal=True``): the gold reward of what was rated, and the
+  reward model's score when a ``score_fn`` is given. Off by default: seeing the answer changes how
+  people rate, so leave it off when the ratings are data.
+
+Phantom clicks cannot happen: a double-click sends two click messages before the page hears back,
+so the buttons are rebuilt for every item shown and a button only acts for the item it was shown
+with; a second press of the same button within ``debounce_s`` (0.3 s) is ignored too, and so is a
+key pressed within that time of the previous action (the next item cannot have been read yet).
+
+Works with ipywidgets 7 (Colab ships 7.7.1) and 8. The widgets can be driven from code with
+``.click(...)`` (tests); that path has no debounce.
 """
 from __future__ import annotations
 
 import html
-import math
 import random
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
 
 import ipywidgets as w
 
-from rlhf_lab.preferences import PreferenceRecord, PreferenceStore, ScoreRecord, ScoreStore
 from rlhf_lab import world
+from rlhf_lab.preferences import PreferenceRecord, PreferenceStore, ScoreRecord, ScoreStore
 from rlhf_lab.world import Prompt, SimulatedRater, gold_reward, prompt_text
 
 if TYPE_CHECKING:  # only for the type hint: importing evaluation would pull in torch
@@ -47,8 +65,45 @@ Item = tuple[PromptLike, str]
 #: Where ratings go: an open store (``PreferenceStore`` for pairs, ``ScoreStore`` for scores) or the
 #: path of its JSONL file.
 StoreLike = Union[PreferenceStore, str, Path]
+#: ``score_fn(prompt_text, response) -> float``: a reward model's score, shown by ``reveal=True``.
+ScoreFn = Callable[[str, str], float]
+
+#: What a good reply is, in plain words: the parts of ``world.gold_reward``, shown above the items.
+RUBRIC = (
+    "It answers what was asked: a time for \u201chow much time\u201d, a verdict with a reason for "
+    "\u201cis this a good plan\u201d, a first step for \u201chow do I\u201d.",
+    "It stays on the prompt's topic; wandering to another topic is worse.",
+    "Useful advice helps; hedging (\u201cIt depends.\u201d, \u201cMaybe.\u201d) does not.",
+    "It is polite (please, thanks, good luck) and never rude.",
+    "Every sentence is whole and clean: nothing garbled, cut off or said twice; a greeting comes "
+    "first, a sign-off last.",
+    "About 8 to 30 words: not a one-liner, not a ramble.",
+)
 
 _BOX = "border:1px solid #bbb; border-radius:4px; padding:6px 10px; white-space:pre-wrap; margin:0"
+
+
+def _widget_bundle(widget: w.Widget, text: str, **kwargs) -> dict:
+    """``widget``'s display bundle with ``text`` as its text/plain, under ipywidgets 7 and 8.
+
+    ipywidgets 8 widgets have ``_repr_mimebundle_``; ipywidgets 7 ones display through
+    ``_ipython_display_`` instead, so the same bundle (the widget-view reference) is built here.
+    """
+    own = getattr(widget, "_repr_mimebundle_", None)
+    if callable(own):
+        bundle = dict(own(**kwargs) or {})
+    else:
+        bundle = {"application/vnd.jupyter.widget-view+json":
+                  {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}}
+        widget._handle_displayed(**kwargs)
+    bundle["text/plain"] = text
+    return bundle
+
+
+def _rubric_html(extra: str = "") -> str:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in RUBRIC)
+    return (f"<details open><summary><b>What makes a good reply</b></summary>"
+            f"<ul style='margin:2px 0'>{items}</ul>{extra}</details>")
 
 
 # --------------------------------------------------------------------------------------------- quiz
@@ -90,6 +145,8 @@ class Quiz:
         """Feedback for ``choice`` (an option's text, or its 0-based index): whether it is right, and why."""
         if choice is None:
             return "Pick an answer first."
+        if isinstance(choice, bool):
+            raise TypeError(f"give an option's text or its 0-based index, not {choice!r}")
         if isinstance(choice, int):
             if not 0 <= choice < len(self.options):
                 raise ValueError(f"option index {choice} is out of range: the quiz has {len(self.options)} options")
@@ -111,16 +168,12 @@ class Quiz:
         lines = [self.question] + [f"  ({letters[i]}) {o}" for i, o in enumerate(self.options)]
         return "\n".join(lines)
 
-    def _repr_mimebundle_(self, **kwargs):
+    def _repr_mimebundle_(self, **kwargs) -> dict:
         """The widget where one can render; the question and options as text everywhere else."""
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = repr(self)
-        return bundle
+        return _widget_bundle(self.widget, repr(self), **kwargs)
 
 
 # ------------------------------------------------------------------------------------ the raters
-
-
 def _open_store(store: StoreLike, kind: type[PreferenceStore]) -> PreferenceStore:
     """``store`` itself if it is a ``kind``, else a ``kind`` on that path."""
     if isinstance(store, PreferenceStore):
@@ -139,24 +192,51 @@ def _check_rater_name(rater_name: str) -> str:
     return rater_name.strip()
 
 
-class _Rater:
-    """What both raters share: the items, the store, where we are, what was written, undo.
+def _swapped(n_pairs: int, blind: bool, seed: int) -> list[bool]:
+    """Per pair: is its second response shown as A? A fair coin of ``random.Random(seed)`` per pair when
+    ``blind``, else never."""
+    rng = random.Random(seed)
+    return [bool(blind) and rng.random() < 0.5 for _ in range(n_pairs)]
 
-    Subclasses fill ``_key_of`` (which item a stored record rates, for resume), ``_show_item`` (draw
-    an item) and ``click``. ``_history`` holds one entry per step forward: ``(item index, record
-    written, or None for a skip)``; ``_done`` the indices rated (now or, with resume, before).
+
+def _gold_as_score(gold: float) -> int:
+    """The 1-5 score a noiseless rater gives a reply of this gold reward (``world.SCORE_CUTS``)."""
+    return 1 + sum(gold >= cut for cut in world.SCORE_CUTS)
+
+
+class _Rater:
+    """What both raters share: the items, the store, where we are, what was written, undo, the buttons
+    (rebuilt for every item shown), the keys box, the rubric, the reveal.
+
+    Subclasses set ``BUTTONS`` and ``KEYS`` and fill ``_key_of`` (which item a stored record rates, for
+    resume), ``_show_item`` (draw an item) and ``click``. ``_history`` holds one entry per step forward:
+    ``(item index, record written, or None for a skip)``; ``_done`` the indices rated (now or, with
+    resume, before).
     """
 
     noun = "item"
     store_type: type[PreferenceStore] = PreferenceStore
+    #: the buttons, in order: (key for ``click``, label, tooltip, ipywidgets button_style)
+    BUTTONS: tuple[tuple[str, str, str, str], ...] = ()
+    #: keys of the keys box -> key for ``click``
+    KEYS: dict[str, str] = {}
+    #: a second press of the same button within this many seconds is ignored, and so is a key pressed
+    #: within this many seconds of the previous action
+    debounce_s: float = 0.3
 
     def __init__(self, n_items: int, keys: list[tuple], store: StoreLike, rater_name: str,
-                 source: str | None, resume: bool) -> None:
+                 source: str | None, resume: bool, rubric: bool, reveal: bool, score_fn: ScoreFn | None) -> None:
         if n_items == 0:
             raise ValueError(f"nothing to rate: the list of {self.noun}s is empty")
+        if score_fn is not None and not callable(score_fn):
+            raise TypeError(f"score_fn must be a function (prompt, response) -> float, got {score_fn!r}")
+        if score_fn is not None and not reveal:
+            raise ValueError("score_fn is only used to reveal the reward model's score after each click: "
+                             "pass reveal=True with it")
         self.store = _open_store(store, self.store_type)
         self.rater_name = _check_rater_name(rater_name)
         self.source = source
+        self.reveal, self.score_fn = bool(reveal), score_fn
         self.n = n_items
         self._done: set[int] = set()
         if resume:  # keys: one identity per item, compared with _key_of(record) of the stored records
@@ -165,18 +245,40 @@ class _Rater:
         self.resumed = len(self._done)  # items found already rated in the store when the widget opened
         self._history: list[tuple[int, object | None]] = []
         self._pos = self._next_open(0)
+        self.n_ignored = 0                 # presses ignored as phantom (double-clicks, keys typed too fast)
+        self._generation = 0               # items shown so far; each set of buttons acts for its own only
+        self._shown_at = time.monotonic()  # when the item on screen was shown (for ``seconds``)
+        self._last_press: tuple[str | None, float] = (None, float("-inf"))  # (key, time) of the last press
+        self._last_action = float("-inf")  # time of the last press acted on
         self._status = w.HTML()
         self._status.add_class("rlhf-status")  # CSS classes: hooks for the browser test
+        self._status_html = ""
         self._progress_label = w.HTML()
         self._progress_label.add_class("rlhf-progress")
         self._bar = w.IntProgress(min=0, max=self.n, layout=w.Layout(width="160px"))
+        self._rubric = w.HTML(self._rubric_html() if rubric else "")
+        self._reveal = w.HTML()
+        self._reveal.add_class("rlhf-reveal")
         self._buttons: dict[str, w.Button] = {}
+        self._retired: list[w.Button] = []  # the previous item's buttons: a late click on them is ignored
+        self._button_box = w.HBox()
+        self._keys = w.Text(value="", placeholder=f"click here, then press {' / '.join(self.KEYS)}",
+                            continuous_update=True, layout=w.Layout(width="260px"))
+        self._keys.add_class("rlhf-keys")
+        self._keys.observe(self._on_key, names="value")
 
     # -- to fill in subclasses
     def _key_of(self, record) -> tuple | None:
         raise NotImplementedError
 
     def _show_item(self, i: int) -> None:
+        raise NotImplementedError
+
+    def _rubric_html(self) -> str:
+        return _rubric_html()
+
+    def click(self, choice) -> object | None:
+        """Press a button from code. Returns the record written (or removed, for undo), None for skip."""
         raise NotImplementedError
 
     # -- navigation
@@ -210,6 +312,10 @@ class _Rater:
         """Items this widget skipped (a skip before an undone rating is forgotten with it)."""
         return sum(rec is None for _, rec in self._history)
 
+    def _seconds(self) -> float:
+        """Seconds the item on screen has been shown."""
+        return round(time.monotonic() - self._shown_at, 3)
+
     def _write(self, record) -> None:
         self.store.append(record)
         self._history.append((self._pos, record))
@@ -221,76 +327,128 @@ class _Rater:
         self._pos = self._next_open(self._pos + 1)
 
     def _undo(self):
-        """Delete the last record this widget wrote and go back to its item; skips after it are forgotten."""
+        """Remove the last record this widget wrote and go back to its item; skips after it are forgotten.
+
+        Only that record's line goes (``PreferenceStore.undo``): lines others appended since are kept.
+        RuntimeError (nothing changed) if the line is no longer in the file.
+        """
         writes = [k for k, (_, rec) in enumerate(self._history) if rec is not None]
         if not writes:
             self._say("Nothing to undo: this widget has not written a rating yet.")
             return None
         k = writes[-1]
         i, rec = self._history[k]
-        records = self.store.records()
-        if not records or records[-1] != rec:
-            raise RuntimeError(f"not undone: the last line of {self.store.path} is not the last rating of this "
-                               "widget (someone else wrote to the file since)")
-        removed = self.store.undo_last()
+        removed = self.store.undo(rec)
         del self._history[k:]
         self._done.discard(i)
         self._pos = i
+        self._reveal.value = ""
         return removed
 
-    def click(self, choice) -> object | None:
-        """Press a button from code. Returns the record written (or removed, for undo), None for skip."""
-        raise NotImplementedError
+    # -- presses: buttons and keys
+    def _on_click(self, key: str, generation: int | None = None) -> object | None:
+        """A press of button ``key`` (or its key in the keys box): ``click(key)``, unless it is a phantom.
 
-    # -- drawing
-    def _say(self, text: str, color: str = "#333") -> None:
-        self._status.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
-
-    def _refresh(self, message: str | None = None) -> None:
-        self._bar.value = len(self._done)
-        for name, button in self._buttons.items():
-            button.disabled = (name == "undo" and self.n_written == 0) or (name != "undo" and self.finished)
-        if self.finished:
-            self._progress_label.value = f"<b>{self.progress_text}</b> · done"
-            self._show_item(-1)
-            self._say(f"Done, thank you! {self.n_written} rated, {self.n_skipped} skipped"
-                      + (f", {self.resumed} rated earlier" if self.resumed else "")
-                      + f". Every rating is saved in {self.store.path}.", "green")
-        else:
-            self._progress_label.value = f"<b>{self.progress_text}</b>"
-            self._show_item(self._pos)
-            if message is not None:
-                self._say(message)
-
-    def _button(self, key: str, description: str, tooltip: str, style: str = "") -> w.Button:
-        button = w.Button(description=description, tooltip=tooltip, button_style=style,
-                          layout=w.Layout(width="auto"))
-        button.on_click(lambda _b: self._on_click(key))
-        self._buttons[key] = button
-        return button
-
-    def _on_click(self, key: str) -> None:
-        # Errors in a widget callback would vanish into the log console: show them on the status line.
+        Ignored: a press on buttons shown with another item (``generation`` is not the current one: the
+        second click of a double-click reaches the kernel after the first one moved on), and a second
+        press of the same key within ``debounce_s``. Errors show on the status line, then propagate.
+        """
+        now = time.monotonic()
+        if generation is not None and generation != self._generation:
+            return self._ignore("a click meant for the previous item")
+        last_key, last_time = self._last_press
+        if key == last_key and now - last_time < self.debounce_s:
+            return self._ignore("a second press within a moment")
+        self._last_press, self._last_action = (key, now), now
         try:
-            self.click(key)
+            return self.click(key)
         except Exception as err:  # noqa: BLE001 - shown to the person clicking, then re-raised to the log
             self._say(f"Error: {err}", "#b00")
             raise
 
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["text/plain"] = f"{type(self).__name__}({self.progress_text}, saving to {self.store.path})"
-        return bundle
+    def _on_key(self, change: dict) -> None:
+        """The keys box changed: act on the key just typed (its last character), then clear the box."""
+        typed = change["new"]
+        if not typed:
+            return
+        self._keys.value = ""
+        key = typed[-1].lower()
+        choice = self.KEYS.get(key)
+        if choice is None:
+            self._say(f"The key {key!r} does nothing here: press {', '.join(self.KEYS)}.", "#b00")
+            return
+        if time.monotonic() - self._last_action < self.debounce_s:  # typed before the next item showed
+            self._ignore("a key pressed within a moment of the last one")
+            return
+        self._on_click(choice, self._generation)
+
+    def _ignore(self, what: str) -> None:
+        self.n_ignored += 1
+        self._status.value = self._status_html + f" <span style='color:#888'>(ignored {html.escape(what)})</span>"
+        return None
+
+    # -- drawing
+    def _say(self, text: str, color: str = "#333") -> None:
+        self._status_html = f"<span style='color:{color}'>{html.escape(text)}</span>"
+        self._status.value = self._status_html
+
+    def _new_buttons(self) -> None:
+        """A fresh set of buttons for what is on screen now; the previous set stops acting."""
+        self._generation += 1
+        generation = self._generation
+        for button in self._retired:
+            button.close()
+        self._retired = list(self._buttons.values())
+        self._buttons = {}
+        for key, label, tooltip, style in self.BUTTONS:
+            disabled = (key == "undo" and self.n_written == 0) or (key != "undo" and self.finished)
+            button = w.Button(description=label, tooltip=tooltip, button_style=style, disabled=disabled,
+                              layout=w.Layout(width="auto"))
+            button.on_click(lambda _button, key=key: self._on_click(key, generation))
+            self._buttons[key] = button
+        self._button_box.children = tuple(self._buttons.values())
+
+    def _refresh(self, message: str | None = None) -> None:
+        self._new_buttons()  # first, so that the page drops the old buttons before it shows the new item
+        self._bar.value = len(self._done)
+        if self.finished:
+            self._show_item(-1)
+            self._progress_label.value = f"<b>{self.progress_text}</b> · done"
+            self._say(f"Done, thank you! {self.n_written} rated, {self.n_skipped} skipped"
+                      + (f", {self.resumed} rated earlier" if self.resumed else "")
+                      + f". Every rating is saved in {self.store.path}.", "green")
+        else:
+            self._show_item(self._pos)
+            self._progress_label.value = f"<b>{self.progress_text}</b>"
+            if message is not None:
+                self._say(message)
+        self._shown_at = time.monotonic()
+
+    def _layout(self, *item_rows: w.Widget) -> w.VBox:
+        return w.VBox([w.HBox([self._progress_label, self._bar]), self._rubric, *item_rows,
+                       w.HBox([self._button_box, self._keys]), self._reveal, self._status])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.progress_text}, saving to {self.store.path})"
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        """The widget where one can render, a line of text everywhere else; the clock of the item on
+        screen starts now."""
+        self._shown_at = time.monotonic()
+        return _widget_bundle(self.widget, repr(self), **kwargs)
 
 
 class PairwiseRater(_Rater):
     """Rate pairs of responses by hand: which of A and B answers the prompt better?
 
-    Buttons: "A is better", "B is better", "Tie", "Skip", "Undo"; a progress counter "k of n" and a
-    status line. Each rating is appended to the store at once as a ``PreferenceRecord`` with
-    ``rater=rater_name`` and ``source=source``; "Tie" writes ``tie=True`` (chosen = A and rejected = B
-    as shown, the file format's rule for ties); "Skip" writes nothing; "Undo" deletes the last record this widget wrote
-    and shows that pair again.
+    Shows the rubric (``RUBRIC``), the prompt, A | B side by side, the buttons "A is better", "B is
+    better", "Tie", "Skip", "Undo", a keys box (``a`` / ``b`` / ``t`` / ``s`` / ``u`` while it has focus), a
+    progress counter "k of n" and a status line. Each rating is appended to the store at once as a
+    ``PreferenceRecord`` with ``rater=rater_name``, ``source=source``, ``shown_first`` ("chosen" if the
+    chosen reply was shown as A, else "rejected") and ``seconds`` (time on screen before the click).
+    "Tie" writes ``tie=True`` with chosen = A and rejected = B as shown (the file format's rule for
+    ties, so its ``shown_first`` is "chosen"); "Skip" writes nothing; "Undo" removes the last record this
+    widget wrote and shows that pair again. A double-click counts once (see the module docstring).
 
     Args:
         pairs: ``(prompt, response_1, response_2)`` triples, as ``world.make_pairs`` returns.
@@ -299,35 +457,42 @@ class PairwiseRater(_Rater):
         source: a label stored with every record (which data set or comparison these pairs are).
         blind: show each pair's responses in a random order (seeded), so that neither position nor
             origin can be guessed; used to compare two policies blind. Records name the chosen text
-            itself, so they are right whatever the order on screen.
+            itself, so they are right whatever the order on screen; ``shown_first`` keeps the order.
         seed: seed of that random order.
         resume: pairs this rater already rated in the store are not shown again (reopening the
             notebook continues where you stopped). ``False`` shows every pair.
+        rubric: show the rubric above the pairs.
+        reveal: after each rating, show the gold reward of both replies (and ``score_fn``'s score).
+            Off by default: knowing the answer changes how people rate, so keep it off for data.
+        score_fn: ``score_fn(prompt_text, response) -> float``, e.g. the reward model's score, revealed
+            beside the gold reward; needs ``reveal=True``.
     """
 
     noun = "pair"
+    BUTTONS = (("A", "A is better", "The left response (A) answers better", "info"),
+               ("B", "B is better", "The right response (B) answers better", "info"),
+               ("tie", "Tie", "Both are equally good (or equally bad)", ""),
+               ("skip", "Skip", "Do not rate this pair; nothing is saved", ""),
+               ("undo", "Undo", "Delete your last rating and show that pair again", "warning"))
+    KEYS = {"a": "A", "b": "B", "t": "tie", "s": "skip", "u": "undo"}
 
     def __init__(self, pairs: Sequence[Pair], store: StoreLike, *, rater_name: str, source: str | None = None,
-                 blind: bool = False, seed: int = 0, resume: bool = True) -> None:
+                 blind: bool = False, seed: int = 0, resume: bool = True, rubric: bool = True,
+                 reveal: bool = False, score_fn: ScoreFn | None = None) -> None:
         self.pairs: list[tuple[str, str, str]] = []
+        self._prompts: list[PromptLike] = []  # as given: a world.Prompt knows its topic (for the gold reveal)
         for i, pair in enumerate(pairs):
             if len(pair) != 3 or not all(isinstance(r, str) for r in pair[1:]):
                 raise ValueError(f"pair {i} must be (prompt, response, response) with str responses, got {pair!r}")
             self.pairs.append((prompt_text(pair[0]), pair[1], pair[2]))
-        rng = random.Random(seed)
+            self._prompts.append(pair[0])
         #: swapped[i]: pair i shows its second response as A (only ever True when blind)
-        self.swapped = [bool(blind) and rng.random() < 0.5 for _ in self.pairs]
+        self.swapped = _swapped(len(self.pairs), blind, seed)
         keys = [(p, frozenset((a, b))) for p, a, b in self.pairs]
-        super().__init__(len(self.pairs), keys, store, rater_name, source, resume)
+        super().__init__(len(self.pairs), keys, store, rater_name, source, resume, rubric, reveal, score_fn)
         self._prompt = w.HTML()
         self._side = {s: w.HTML(layout=w.Layout(width="50%")) for s in "AB"}
-        buttons = [self._button("A", "A is better", "The left response (A) answers better", "info"),
-                   self._button("B", "B is better", "The right response (B) answers better", "info"),
-                   self._button("tie", "Tie", "Both are equally good (or equally bad)"),
-                   self._button("skip", "Skip", "Do not rate this pair; nothing is saved"),
-                   self._button("undo", "Undo", "Delete your last rating and show that pair again", "warning")]
-        self.widget = w.VBox([w.HBox([self._progress_label, self._bar]), self._prompt,
-                              w.HBox([self._side["A"], self._side["B"]]), w.HBox(buttons), self._status])
+        self.widget = self._layout(self._prompt, w.HBox([self._side["A"], self._side["B"]]))
         self._refresh("Which response answers the prompt better?")
 
     def _key_of(self, record) -> tuple | None:
@@ -369,6 +534,7 @@ class PairwiseRater(_Rater):
         if self.finished:
             raise RuntimeError(f"all {self.n} pairs are done; 'undo' is the only button left")
         n_pair = self._pos + 1
+        self._reveal.value = ""
         if key == "skip":
             self._skip()
             self._refresh(f"Skipped pair {n_pair}.")
@@ -376,17 +542,34 @@ class PairwiseRater(_Rater):
         prompt, a_text, b_text = self.current
         chosen, rejected = (b_text, a_text) if key == "B" else (a_text, b_text)  # a tie keeps A, B
         record = PreferenceRecord(prompt=prompt, chosen=chosen, rejected=rejected, rater=self.rater_name,
-                                  tie=key == "tie", source=self.source)
+                                  tie=key == "tie", source=self.source,
+                                  shown_first="rejected" if key == "B" else "chosen", seconds=self._seconds())
+        if self.reveal:
+            self._reveal.value = self._reveal_html(n_pair, self._prompts[self._pos], a_text, b_text, key)
         self._write(record)
         self._refresh(f"Saved pair {n_pair}: " + ("tie." if key == "tie" else f"{key} is better."))
         return record
+
+    def _reveal_html(self, n_pair: int, prompt: PromptLike, a_text: str, b_text: str, key: str) -> str:
+        gold = {"A": gold_reward(prompt, a_text), "B": gold_reward(prompt, b_text)}
+        prefers = "A" if gold["A"] > gold["B"] else "B" if gold["B"] > gold["A"] else "neither (equal)"
+        text = (f"Pair {n_pair}: gold reward A {gold['A']:+.2f}, B {gold['B']:+.2f}, so gold prefers {prefers}; "
+                f"you chose {'a tie' if key == 'tie' else key}.")
+        if self.score_fn is not None:
+            text_of = prompt_text(prompt)
+            a, b = float(self.score_fn(text_of, a_text)), float(self.score_fn(text_of, b_text))
+            text += f" Reward model: A {a:+.2f}, B {b:+.2f}."
+        return f"<span style='color:#555'>{html.escape(text)}</span>"
 
 
 class ScoreRater(_Rater):
     """Score responses one at a time from 1 (poor) to 5 (excellent).
 
-    Buttons "1" to "5", "Skip", "Undo", a progress counter "k of n" and a status line. Each score is
-    appended to the store at once as a ``ScoreRecord``; Skip and Undo work as in ``PairwiseRater``.
+    The rubric, buttons "1" to "5", "Skip", "Undo", a keys box (``1``-``5`` / ``s`` / ``u`` while it has
+    focus), a progress counter "k of n" and a status line. Each score is appended to the store at once
+    as a ``ScoreRecord`` with ``seconds`` (time on screen before the click); Skip, Undo, double-clicks
+    and ``reveal`` work as in ``PairwiseRater`` (the reveal shows the gold reward and the score a
+    noiseless rater would give).
 
     Args:
         items: ``(prompt, response)`` pairs.
@@ -394,28 +577,37 @@ class ScoreRater(_Rater):
         rater_name: your name; goes into every record's ``rater`` field.
         source: a label stored with every record.
         resume: responses this rater already scored in the store are not shown again.
+        rubric, reveal, score_fn: as in ``PairwiseRater``.
     """
 
     noun = "response"
     store_type = ScoreStore
     LABELS = {1: "poor", 2: "weak", 3: "acceptable", 4: "good", 5: "excellent"}
+    BUTTONS = tuple((str(s), str(s), f"{s} = {label}", "info") for s, label in LABELS.items()) + (
+        ("skip", "Skip", "Do not score this response; nothing is saved", ""),
+        ("undo", "Undo", "Delete your last score and show that response again", "warning"))
+    KEYS = {**{str(s): str(s) for s in LABELS}, "s": "skip", "u": "undo"}
 
     def __init__(self, items: Sequence[Item], store: StoreLike, *, rater_name: str, source: str | None = None,
-                 resume: bool = True) -> None:
+                 resume: bool = True, rubric: bool = True, reveal: bool = False,
+                 score_fn: ScoreFn | None = None) -> None:
         self.items: list[tuple[str, str]] = []
+        self._prompts: list[PromptLike] = []
         for i, item in enumerate(items):
             if len(item) != 2 or not isinstance(item[1], str):
                 raise ValueError(f"item {i} must be (prompt, response) with a str response, got {item!r}")
             self.items.append((prompt_text(item[0]), item[1]))
-        super().__init__(len(self.items), list(self.items), store, rater_name, source, resume)
+            self._prompts.append(item[0])
+        super().__init__(len(self.items), list(self.items), store, rater_name, source, resume, rubric, reveal,
+                         score_fn)
         self._prompt = w.HTML()
         self._response = w.HTML()
-        buttons = [self._button(str(s), str(s), f"{s} = {label}", "info") for s, label in self.LABELS.items()]
-        buttons += [self._button("skip", "Skip", "Do not score this response; nothing is saved"),
-                    self._button("undo", "Undo", "Delete your last score and show that response again", "warning")]
-        self.widget = w.VBox([w.HBox([self._progress_label, self._bar]), self._prompt, self._response,
-                              w.HBox(buttons), self._status])
+        self.widget = self._layout(self._prompt, self._response)
         self._refresh("How good is this response? 1 = poor, 5 = excellent.")
+
+    def _rubric_html(self) -> str:
+        scale = ", ".join(f"{s} = {label}" for s, label in self.LABELS.items())
+        return _rubric_html(f"<p style='margin:2px 0'>Scores: {html.escape(scale)}.</p>")
 
     def _key_of(self, record) -> tuple | None:
         return _record_key(record) if isinstance(record, ScoreRecord) else None
@@ -449,16 +641,27 @@ class ScoreRater(_Rater):
         if self.finished:
             raise RuntimeError(f"all {self.n} responses are done; 'undo' is the only button left")
         n_item = self._pos + 1
+        self._reveal.value = ""
         if key == "skip":
             self._skip()
             self._refresh(f"Skipped response {n_item}.")
             return None
         prompt, response = self.items[self._pos]
         record = ScoreRecord(prompt=prompt, response=response, score=int(key), rater=self.rater_name,
-                             source=self.source)
+                             source=self.source, seconds=self._seconds())
+        if self.reveal:
+            self._reveal.value = self._reveal_html(n_item, self._prompts[self._pos], response, int(key))
         self._write(record)
         self._refresh(f"Saved response {n_item}: score {key}.")
         return record
+
+    def _reveal_html(self, n_item: int, prompt: PromptLike, response: str, score: int) -> str:
+        gold = gold_reward(prompt, response)
+        text = (f"Response {n_item}: gold reward {gold:+.2f}, which a noiseless rater scores "
+                f"{_gold_as_score(gold)}; you gave {score}.")
+        if self.score_fn is not None:
+            text += f" Reward model: {float(self.score_fn(prompt_text(prompt), response)):+.2f}."
+        return f"<span style='color:#555'>{html.escape(text)}</span>"
 
 
 # ------------------------------------------------------------------------------- the mode switch
@@ -499,7 +702,8 @@ def _rated(store, rater: str, kind: type) -> set[tuple]:
 
 def rate_pairs(pairs: Sequence[Pair], store: StoreLike, *, mode: Mode, rater_name: str | None = None,
                simulated_rater: SimulatedRater | None = None, source: str | None = None, blind: bool = False,
-               seed: int = 0, resume: bool = True, display: Callable[[object], None] | None = _show
+               seed: int = 0, resume: bool = True, rubric: bool = True, reveal: bool = False,
+               score_fn: ScoreFn | None = None, display: Callable[[object], None] | None = _show
                ) -> PairwiseRater | list[PreferenceRecord]:
     """Rate ``pairs`` by hand or by the simulated rater; either way the records land in ``store``.
 
@@ -512,18 +716,22 @@ def rate_pairs(pairs: Sequence[Pair], store: StoreLike, *, mode: Mode, rater_nam
         simulated_rater: the rater of simulated mode; default ``world.SimulatedRater()``. Its records
             carry its own name (``"simulated"`` by default).
         source: a label stored with every record.
-        blind, seed: human mode only: see ``PairwiseRater``.
+        blind, seed: show each pair's sides in a seeded random order (see ``PairwiseRater``); in simulated
+            mode the simulated rater reads them in that order. Both modes record ``shown_first``.
         resume: pairs this rater already rated in the store are not rated again (both modes; in simulated
             mode "this rater" is ``simulated_rater.name``). A pair is known by its prompt and its set of
             two responses, so the order they were shown in does not matter.
+        rubric, reveal, score_fn: human mode only: see ``PairwiseRater``.
         display: how human mode shows the widget (default ``IPython.display.display``; None: don't).
+
+    Simulated records have ``seconds=None`` (no one was timed).
     """
     _check_mode(mode)
     if mode == "human":
         if rater_name is None:
             raise ValueError("mode='human' needs rater_name=<your name>")
         rater = PairwiseRater(pairs, store, rater_name=rater_name, source=source, blind=blind, seed=seed,
-                              resume=resume)
+                              resume=resume, rubric=rubric, reveal=reveal, score_fn=score_fn)
         if display is not None:
             display(rater)
         return rater
@@ -531,10 +739,12 @@ def rate_pairs(pairs: Sequence[Pair], store: StoreLike, *, mode: Mode, rater_nam
     simulated_rater = simulated_rater or SimulatedRater()
     done = _rated(store, simulated_rater.name, PreferenceRecord) if resume else set()
     records = []
-    for prompt, a, b in pairs:
+    for (prompt, a, b), swapped in zip(pairs, _swapped(len(pairs), blind, seed)):
         if (prompt_text(prompt), frozenset((a, b))) in done:
             continue
-        record = simulated_rater.rate(prompt, a, b, source=source)
+        shown_a, shown_b = (b, a) if swapped else (a, b)
+        record = simulated_rater.rate(prompt, shown_a, shown_b, source=source)
+        record = replace(record, shown_first="chosen" if record.chosen == shown_a else "rejected")
         store.append(record)
         records.append(record)
     return records
@@ -542,6 +752,7 @@ def rate_pairs(pairs: Sequence[Pair], store: StoreLike, *, mode: Mode, rater_nam
 
 def rate_scores(items: Sequence[Item], store: StoreLike, *, mode: Mode, rater_name: str | None = None,
                 simulated_rater: SimulatedRater | None = None, source: str | None = None, resume: bool = True,
+                rubric: bool = True, reveal: bool = False, score_fn: ScoreFn | None = None,
                 display: Callable[[object], None] | None = _show) -> ScoreRater | list[ScoreRecord]:
     """Score ``items`` by hand (``mode="human"``: a ``ScoreRater``) or by the simulated rater.
 
@@ -553,7 +764,8 @@ def rate_scores(items: Sequence[Item], store: StoreLike, *, mode: Mode, rater_na
     if mode == "human":
         if rater_name is None:
             raise ValueError("mode='human' needs rater_name=<your name>")
-        rater = ScoreRater(items, store, rater_name=rater_name, source=source, resume=resume)
+        rater = ScoreRater(items, store, rater_name=rater_name, source=source, resume=resume, rubric=rubric,
+                           reveal=reveal, score_fn=score_fn)
         if display is not None:
             display(rater)
         return rater
@@ -573,7 +785,7 @@ def rate_scores(items: Sequence[Item], store: StoreLike, *, mode: Mode, rater_na
 
 
 def rate_blind(blind: BlindPairs, store: StoreLike, *, mode: Mode, rater_name: str | None = None,
-               simulated_rater: SimulatedRater | None = None, source: str | None = None,
+               simulated_rater: SimulatedRater | None = None, source: str | None = None, rubric: bool = True,
                display: Callable[[object], None] | None = _show) -> PairwiseRater | list[PreferenceRecord]:
     """Rate ``evaluation.blind_pairs`` by hand (``mode="human"``: a ``PairwiseRater``) or by the simulated rater.
 
@@ -585,4 +797,4 @@ def rate_blind(blind: BlindPairs, store: StoreLike, *, mode: Mode, rater_name: s
     Other arguments as in ``rate_pairs``.
     """
     return rate_pairs(blind.pairs, store, mode=mode, rater_name=rater_name, simulated_rater=simulated_rater,
-                      source=source, blind=False, resume=True, display=display)
+                      source=source, blind=False, resume=True, rubric=rubric, display=display)

@@ -10,7 +10,9 @@ Debian's /usr/bin/chromium, never a downloaded browser; every non-loopback reque
 for the kernel to be Idle, Run All Cells, click A, B, Tie, Skip, Undo, A and check the file after
 each click; then restart the kernel as a person does (Kernel > Restart Kernel…, confirm), Run All
 Cells again and check the file is unchanged, the restarted kernel (a new process) reads back the same
-records, and the widget resumes at the first pair not rated.
+records, and the widget resumes at the first pair not rated; then double-click "A is better" (one
+record, not two) and type "a" into the widget's keys box (one record, and no notebook cell inserted:
+``a`` inserts a cell in JupyterLab's command mode).
 
 Pitfalls met on the way (keep them in mind when changing this file): Run All before the status bar
 reads "Idle" is silently dropped; after a restart, wait for the status to leave "Idle" and come back
@@ -305,6 +307,29 @@ def test_rate_in_jupyterlab_and_survive_a_kernel_restart(lab: Lab) -> None:
                 assert second["progress"] == "4 of 5"  # resumes at the first pair not rated
                 expect(progress).to_have_text("4 of 5")
                 marks["rerun checked"] = time.monotonic() - started
+
+                # A real double-click on "A is better" (two click messages before the page hears back)
+                # rates pair 4 once; pair 5 stays unrated.
+                page.get_by_role("button", name="A is better", exact=True).dblclick()
+                expect(progress).to_have_text("5 of 5")
+                page.wait_for_timeout(600)  # the second click has reached the kernel; a person reads pair 5
+                p3 = list(PAIRS[3])
+                assert _records(store) == expected + [[*p3, False, "browser-test"]]
+
+                # The keys box: "a" typed there rates pair 5 and inserts no notebook cell.
+                cells = page.locator(".jp-Notebook .jp-Cell")
+                n_cells = cells.count()
+                page.locator(".rlhf-keys input").click()
+                page.keyboard.press("a")
+                expect(progress).to_have_text("5 of 5 · done")
+                p4 = list(PAIRS[4])
+                assert _records(store) == expected + [[*p3, False, "browser-test"], [*p4, False, "browser-test"]]
+                assert cells.count() == n_cells, "pressing 'a' in the keys box inserted a notebook cell"
+                assert page.locator(".rlhf-keys input").input_value() == ""
+                last = read_preferences(store)
+                assert [r.shown_first for r in last] == ["chosen", "rejected", "chosen", "chosen", "chosen"]
+                assert all(r.seconds is not None and r.seconds > 0 for r in last)
+                marks["double-click and key checked"] = time.monotonic() - started
             except Exception:
                 page.screenshot(path=str(lab.root.parent / "failure.png"))
                 print("JupyterLab log:\n" + lab.log_tail())

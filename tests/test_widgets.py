@@ -5,15 +5,19 @@ believes. tests/test_browser_rating.py does the same through JupyterLab in a rea
 """
 from __future__ import annotations
 
+import ast
 import json
 import random
+from pathlib import Path
 
 import pytest
 
+from rlhf_lab import widgets
+
 from rlhf_lab.preferences import (PreferenceRecord, PreferenceStore, ScoreRecord, ScoreStore, read_preferences,
                                   read_scores)
-from rlhf_lab.widgets import (SCORE_CUTS, PairwiseRater, Quiz, ScoreRater, rate_pairs, rate_scores,
-                              simulated_score)
+from rlhf_lab.widgets import (RUBRIC, SCORE_CUTS, PairwiseRater, Quiz, ScoreRater, rate_blind, rate_pairs,
+                              rate_scores, simulated_score)
 from rlhf_lab.world import Prompt, SimulatedRater, gold_reward, load_prompts, make_pairs
 
 PAIRS = [("Say hello.", "Hello! How can I help?", "hello hello hello"),
@@ -87,15 +91,23 @@ def test_undo_repeatedly_and_with_nothing_to_undo(store):
     assert triples(store.path) == [] and rater.progress_text == "1 of 5"
 
 
-def test_undo_never_deletes_someone_elses_line(store):
+def test_undo_removes_its_own_line_and_keeps_what_another_writer_appended(store):
+    """Review row 43: another writer appends after the widget's click, then Undo."""
+    rater = PairwiseRater(PAIRS, store, rater_name="ana")
+    mine = rater.click("A")
+    other = PreferenceRecord("Other prompt", "x", "y", rater="bo")
+    PreferenceStore(store.path).append(other)  # a second widget (or kernel) writing to the same file
+    assert rater.click("undo") == mine
+    assert read_preferences(store.path) == [other] and rater.current == PAIRS[0]
+
+
+def test_undo_refuses_when_its_line_is_gone(store):
     rater = PairwiseRater(PAIRS, store, rater_name="ana")
     rater.click("A")
-    other = PreferenceRecord("Other prompt", "x", "y", rater="bo")
-    store.append(other)  # a second widget writing to the same file
-    before = store.path.read_bytes()
-    with pytest.raises(RuntimeError, match="not the last rating of this widget"):
+    store.path.write_text("")  # someone emptied the file by hand
+    with pytest.raises(RuntimeError, match="not undone"):
         rater.click("undo")
-    assert store.path.read_bytes() == before
+    assert store.path.read_text() == "" and rater.progress_text == "2 of 5"  # nothing changed
 
 
 def test_progress_and_done_message(store):
@@ -327,3 +339,232 @@ def test_records_are_json_lines(store):
     PairwiseRater(PAIRS, store, rater_name="ana").click("A")
     (line,) = store.path.read_text().splitlines()
     assert list(json.loads(line))[:3] == ["prompt", "chosen", "rejected"]
+
+
+def test_quiz_refuses_a_bool():
+    with pytest.raises(TypeError, match="index"):
+        Quiz(QUESTION, OPTIONS, OPTIONS[1]).check(True)
+
+
+# ------------------------------------------------------------------------------ phantom clicks
+class Clock:
+    """A stand-in for the ``time`` module in rlhf_lab.widgets: ``monotonic()`` moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(widgets, "time", fake)
+    return fake
+
+
+def test_a_double_click_on_a_pair_button_writes_one_record(store):
+    """Review row 36: two click messages for one button, back to back."""
+    rater = PairwiseRater(PAIRS, store, rater_name="ana")
+    button = rater._buttons["A"]
+    button.click()
+    button.click()              # the second click of the double-click: the same button object
+    assert triples(store.path) == [(*PAIRS[0], False)] and rater.progress_text == "2 of 5"
+    rater._buttons["A"].click()  # the new item's button, a moment later: still the same double-click
+    assert len(read_preferences(store.path)) == 1 and rater.n_ignored == 2
+
+
+def test_on_click_twice_writes_one_record(store, tmp_path):
+    rater = PairwiseRater(PAIRS, store, rater_name="ana")
+    rater._on_click("A")
+    rater._on_click("A")
+    assert len(read_preferences(store.path)) == 1 and rater.progress_text == "2 of 5"
+    scores = ScoreRater([(p, a) for p, a, _ in PAIRS], tmp_path / "s.jsonl", rater_name="ana")
+    scores._on_click("5")
+    scores._on_click("5")
+    assert [r.score for r in read_scores(tmp_path / "s.jsonl")] == [5]
+
+
+def test_a_double_click_on_a_score_button_writes_one_score(tmp_path):
+    """Review row 37."""
+    rater = ScoreRater([(p, a) for p, a, _ in PAIRS], tmp_path / "s.jsonl", rater_name="ana")
+    button = rater._buttons["5"]
+    button.click()
+    button.click()
+    rater._buttons["5"].click()
+    assert [r.score for r in read_scores(tmp_path / "s.jsonl")] == [5] and rater.progress_text == "2 of 5"
+
+
+def test_old_buttons_never_act_and_a_later_press_does(store, clock):
+    rater = PairwiseRater(PAIRS, store, rater_name="ana")
+    first = dict(rater._buttons)
+    first["B"].click()
+    first["undo"].click()   # any button of pair 1, clicked after pair 2 is up: ignored, undo too
+    first["tie"].click()
+    assert len(read_preferences(store.path)) == 1 and rater.progress_text == "2 of 5"
+    assert "ignored" in rater._status.value and "Saved pair 1" in rater._status.value
+    clock.now += 0.2
+    rater._buttons["B"].click()           # within 0.3 s of the last B: the same double-click
+    assert len(read_preferences(store.path)) == 1
+    clock.now += 0.5
+    rater._buttons["B"].click()           # a person who read pair 2 and clicked B
+    assert triples(store.path)[1] == (PAIRS[1][0], PAIRS[1][2], PAIRS[1][1], False)
+    assert rater.click("A") is not None   # code clicks are never debounced
+
+
+def test_buttons_are_rebuilt_per_item_and_the_old_ones_closed(store):
+    rater = PairwiseRater(PAIRS, store, rater_name="ana")
+    gen1 = list(rater._buttons.values())
+    rater.click("A")
+    gen2 = list(rater._buttons.values())
+    assert not set(map(id, gen1)) & set(map(id, gen2)) and list(rater._button_box.children) == gen2
+    rater.click("B")
+    assert all(b.comm is None for b in gen1)      # closed two items later
+    assert all(b.comm is not None for b in gen2)  # the previous item's: kept a while, for a late click
+
+
+# ------------------------------------------------------------------------------ keys
+def test_keys_rate_the_pair_on_screen(store, clock):
+    rater = PairwiseRater(PAIRS, store, rater_name="ana")
+    rater._keys.value = "a"
+    assert rater._keys.value == "" and triples(store.path) == [(*PAIRS[0], False)]
+    rater._keys.value = "b"               # typed at once: pair 2 cannot have been read yet
+    assert len(read_preferences(store.path)) == 1 and rater.n_ignored == 1 and rater._keys.value == ""
+    for key in "B", "t", "s", "u", "x":
+        clock.now += 1
+        rater._keys.value = key
+    p0, p1, p2 = PAIRS[:3]
+    assert triples(store.path) == [(*p0, False), (p1[0], p1[2], p1[1], False)]  # tie, skip, then undo
+    assert rater.progress_text == "3 of 5" and "does nothing" in rater._status.value
+    clock.now += 1
+    rater._keys.value = "xa"              # several characters at once: the last one typed counts
+    assert triples(store.path)[-1] == (*p2, False)
+
+
+def test_score_keys(tmp_path, clock):
+    rater = ScoreRater([(p, a) for p, a, _ in PAIRS], tmp_path / "s.jsonl", rater_name="ana")
+    assert "1 / 2 / 3 / 4 / 5 / s / u" in rater._keys.placeholder
+    for key in "4", "s", "2", "u", "5", "9":
+        rater._keys.value = key
+        clock.now += 1
+    assert [r.score for r in read_scores(tmp_path / "s.jsonl")] == [4, 5]
+    assert rater.progress_text == "4 of 5" and "does nothing" in rater._status.value
+
+
+# ------------------------------------------------------------------------------ what each record says
+def test_shown_first_and_seconds(tmp_path, clock):
+    pairs = make_pairs(load_prompts(), 20, seed=4)
+    store = PreferenceStore(tmp_path / "b.jsonl")
+    rater = PairwiseRater(pairs, store, rater_name="ana", blind=True, seed=4)
+    rng = random.Random(4)
+    picks = [rng.choice(["A", "B", "tie"]) for _ in pairs]
+    for k, pick in enumerate(picks):
+        clock.now += 2.5
+        _, shown_a, _ = rater.current
+        record = rater.click(pick)
+        assert record.shown_first == ("chosen" if record.chosen == shown_a else "rejected")
+        assert record.shown_first == ("rejected" if pick == "B" else "chosen")
+        assert record.seconds == pytest.approx(2.5)
+    assert {r.shown_first for r in read_preferences(store.path)} == {"chosen", "rejected"}
+    scores = ScoreRater([(p, a) for p, a, _ in pairs], tmp_path / "s.jsonl", rater_name="ana")
+    clock.now += 4
+    assert scores.click(3).seconds == pytest.approx(4)
+
+
+def test_simulated_records_say_what_was_shown_first(tmp_path):
+    pairs = make_pairs(load_prompts(), 30, seed=5)
+    plain = rate_pairs(pairs, tmp_path / "plain.jsonl", mode="simulated", simulated_rater=SimulatedRater(seed=0))
+    assert [r.shown_first for r in plain] == ["chosen" if r.chosen == a else "rejected"
+                                              for r, (_, a, _) in zip(plain, pairs)]
+    assert all(r.seconds is None for r in plain)
+    blind = rate_pairs(pairs, tmp_path / "blind.jsonl", mode="simulated", simulated_rater=SimulatedRater(seed=0),
+                       blind=True, seed=5)
+    swapped = PairwiseRater(pairs, tmp_path / "x.jsonl", rater_name="x", blind=True, seed=5).swapped
+    for r, (_, a, b), swap in zip(blind, pairs, swapped):
+        assert r.shown_first == ("chosen" if r.chosen == (b if swap else a) else "rejected")
+    assert {r.shown_first for r in blind} == {"chosen", "rejected"}
+    scores = rate_scores([(p, a) for p, a, _ in pairs], tmp_path / "s.jsonl", mode="simulated")
+    assert all(r.seconds is None for r in scores)
+
+
+# ------------------------------------------------------------------------------ rubric and reveal
+def test_rubric_shown_by_default(store, tmp_path):
+    assert 4 <= len(RUBRIC) <= 7 and all(len(line) < 140 for line in RUBRIC)
+    rubric = " ".join(RUBRIC).lower()
+    for part in ("answer", "topic", "advice", "polite", "rude", "cut off", "twice", "greeting", "words"):
+        assert part in rubric, part  # each part of the gold reward, in plain words
+    rater = PairwiseRater(PAIRS, store, rater_name="ana")
+    assert "What makes a good reply" in rater._rubric.value and "rude" in rater._rubric.value
+    assert PairwiseRater(PAIRS, store, rater_name="ana", rubric=False)._rubric.value == ""
+    scores = ScoreRater([("p", "r")], tmp_path / "s.jsonl", rater_name="ana")
+    assert "1 = poor" in scores._rubric.value and "rude" in scores._rubric.value
+    assert ScoreRater([("p", "r")], tmp_path / "s.jsonl", rater_name="ana", rubric=False)._rubric.value == ""
+
+
+def test_reveal_is_off_by_default_and_shows_gold_and_the_reward_model(store, tmp_path):
+    pairs = make_pairs(load_prompts(), 3, seed=0)
+    quiet = PairwiseRater(pairs, store, rater_name="ana")
+    quiet.click("A")
+    assert quiet._reveal.value == ""
+    prompt, a, b = pairs[0]
+    rater = PairwiseRater(pairs, tmp_path / "r.jsonl", rater_name="ana", reveal=True,
+                          score_fn=lambda p, r: 0.25 if r == a else -0.5)
+    assert rater._reveal.value == ""            # nothing before the click
+    rater.click("B")
+    text = rater._reveal.value
+    assert f"A {gold_reward(prompt, a):+.2f}, B {gold_reward(prompt, b):+.2f}" in text and "you chose B" in text
+    assert "Reward model: A +0.25, B -0.50" in text
+    rater.click("skip")
+    assert rater._reveal.value == ""
+    scores = ScoreRater([(prompt, a)], tmp_path / "s.jsonl", rater_name="ana", reveal=True)
+    scores.click(4)
+    assert f"gold reward {gold_reward(prompt, a):+.2f}" in scores._reveal.value and "you gave 4" in scores._reveal.value
+    with pytest.raises(ValueError, match="reveal=True"):
+        PairwiseRater(pairs, store, rater_name="ana", score_fn=lambda p, r: 0.0)
+    with pytest.raises(TypeError, match="score_fn"):
+        ScoreRater([(prompt, a)], tmp_path / "s.jsonl", rater_name="ana", reveal=True, score_fn=3)
+
+
+# ------------------------------------------------------------------------------ ipywidgets 7 and 8, headless
+def test_the_display_bundle_without_repr_mimebundle(store):
+    """ipywidgets 7 widgets have no ``_repr_mimebundle_`` (they display through ``_ipython_display_``)."""
+
+    class V7Box:
+        model_id = "abc123"
+        displayed = 0
+
+        def _handle_displayed(self, **kwargs):
+            self.displayed += 1
+
+    box = V7Box()
+    bundle = widgets._widget_bundle(box, "text")
+    assert bundle == {"text/plain": "text", "application/vnd.jupyter.widget-view+json":
+                      {"version_major": 2, "version_minor": 0, "model_id": "abc123"}} and box.displayed == 1
+    rater = PairwiseRater(PAIRS, store, rater_name="ana")
+    view = rater._repr_mimebundle_()["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == rater.widget.model_id
+    assert repr(rater) == f"PairwiseRater(1 of 5, saving to {store.path})"  # review row 49: readable headless
+
+
+# ------------------------------------------------------------------------------ rate_blind, layering
+def test_rate_blind_lives_here_and_evaluation_imports_no_widget():
+    source = Path(__file__).parent.parent / "rlhf_lab" / "evaluation.py"
+    imported = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            imported |= {node.module or ""} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+    assert not [m for m in imported if "widgets" in m]
+    assert "def rate_blind" not in source.read_text()
+
+
+def test_rate_blind_shows_the_pairs_as_shuffled(store):
+    class Blind:  # what rate_blind reads of evaluation.BlindPairs
+        pairs = [(p, b, a) for p, a, b in PAIRS]
+
+    rater = rate_blind(Blind(), store, mode="human", rater_name="ana", display=None)
+    assert isinstance(rater, PairwiseRater) and rater.current == Blind.pairs[0] and not any(rater.swapped)
+    records = rate_blind(Blind(), store, mode="simulated", simulated_rater=SimulatedRater(seed=0))
+    assert len(records) == 5 and rate_blind(Blind(), store, mode="simulated") == []
