@@ -30,7 +30,9 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_lab import world
+from rlhf_lab.accumulation import backward_in_micro_batches
 from rlhf_lab.generation import Batch, encode, sequence_logprob
+from rlhf_lab.models import checkpointing_on, disable_dropout, gradient_forward
 from rlhf_lab.preferences import PreferenceRecord
 from rlhf_lab.reward_model import accuracy, bradley_terry_loss, group_batches, tie_targets
 
@@ -169,6 +171,8 @@ class DPOConfig:
     max_grad_norm: float = 1.0    # clip the global gradient norm to this
     seed: int = 0                 # seeds the order of the pairs in every epoch
     eval_batch_size: int = 128    # responses per forward pass when computing log-probs without gradients
+    micro_batch_size: int | None = None  # responses per forward pass with gradients (None: a step's all at once);
+                                  # the same gradient in less memory (accumulation.py)
 
 
 @dataclass
@@ -234,24 +238,38 @@ def train_dpo(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: Pr
         optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
 
     history = DPOHistory()
+    if checkpointing_on(policy):
+        disable_dropout(policy)   # checkpointing runs in train mode only; with dropout at 0 that changes nothing
     policy.eval()   # dropout off; gradients still flow
     bar = tqdm(total=total, desc="DPO", disable=not progress)
     for epoch, batches in enumerate(plan):
         for idx in batches[:total - len(history.loss)]:
             # every distinct response of the batch once: rows (R,), and where each pair's two responses sit in them
             rows, where = torch.unique(torch.cat([data.chosen[idx], data.rejected[idx]]), return_inverse=True)
-            policy_logps = _logps(policy, data.rows, rows).cpu()                     # (R,) log pi, with gradients
             b = len(idx)
-            loss, chosen_r, rejected_r = dpo_loss(policy_logps[where[:b]], policy_logps[where[b:]],
-                                                  ref_logps[data.chosen[idx]], ref_logps[data.rejected[idx]],
-                                                  config.beta, data.targets[idx])
-            if not torch.isfinite(loss):
-                bar.close()
-                raise FloatingPointError(
-                    f"DPO loss is {loss.item()} at step {len(history.loss) + 1} (epoch {epoch + 1}): training "
-                    f"diverged. Lower the learning rate (lr={config.lr}) or raise beta (beta={config.beta}).")
+
+            def loss_fn(policy_logps, idx=idx, where=where, b=b):           # (R,) log pi, with gradients
+                policy_logps = policy_logps.cpu()
+                loss, chosen_r, rejected_r = dpo_loss(policy_logps[where[:b]], policy_logps[where[b:]],
+                                                      ref_logps[data.chosen[idx]], ref_logps[data.rejected[idx]],
+                                                      config.beta, data.targets[idx])
+                return loss, (chosen_r, rejected_r)
+
+            def check(loss, epoch=epoch):
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise FloatingPointError(
+                        f"DPO loss is {loss.item()} at step {len(history.loss) + 1} (epoch {epoch + 1}): training "
+                        f"diverged. Lower the learning rate (lr={config.lr}) or raise beta (beta={config.beta}).")
+
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            def forward(sub, rows=rows):                                    # (len(sub),) log pi, with gradients
+                with gradient_forward(policy):
+                    return _logps(policy, data.rows, rows[sub])
+
+            loss, policy_logps, (chosen_r, rejected_r) = backward_in_micro_batches(
+                forward, len(rows), loss_fn, config.micro_batch_size, check=check)
+            policy_logps = policy_logps.cpu()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
             schedule.step()

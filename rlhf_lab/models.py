@@ -201,6 +201,69 @@ def freeze(model: PreTrainedModel) -> PreTrainedModel:
     return model
 
 
+# ---------------------------------------------------------------------------- gradient checkpointing
+def checkpointing_on(model: PreTrainedModel) -> bool:
+    """Whether activation checkpointing (also called gradient checkpointing) is enabled on ``model``.
+
+    Turn it on with ``model.gradient_checkpointing_enable()`` (transformers 5 also names it
+    ``activation_checkpointing_enable``): each layer then keeps only its input for the backward pass and
+    recomputes the rest, about a third more compute for much less activation memory.
+    """
+    import warnings
+
+    with warnings.catch_warnings():   # transformers 5 renamed the property; either name works
+        warnings.simplefilter("ignore", FutureWarning)
+        for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+            if hasattr(type(model), name):
+                return bool(getattr(model, name))
+    return False
+
+
+def enable_checkpointing(model: PreTrainedModel) -> PreTrainedModel:
+    """Turn on activation checkpointing under the name this transformers version uses; returns ``model``.
+
+    The course's trainers then really checkpoint: they train in train mode with dropout off
+    (:func:`disable_dropout`, :func:`gradient_forward`).
+    """
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()
+    return model
+
+
+def disable_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Set every dropout probability of ``model`` to 0 (as TRL's ``disable_dropout_in_model``); returns it.
+
+    The course trains policies with dropout off, so that sampling, old and new log-probabilities agree. It
+    does so in eval mode, but transformers checkpoints activations only in train mode; with dropout at 0 the
+    two modes compute the same numbers, so a checkpointed policy can train in train mode.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    for name in ("attn_pdrop", "resid_pdrop", "embd_pdrop", "attention_dropout", "hidden_dropout", "dropout"):
+        if isinstance(getattr(model.config, name, None), float):
+            setattr(model.config, name, 0.0)   # attention kernels that read the rate from the config
+    return model
+
+
+@contextlib.contextmanager
+def gradient_forward(model: PreTrainedModel):
+    """Run the block's forward passes (those with gradients) in train mode when ``model`` checkpoints activations.
+
+    transformers skips checkpointing in eval mode, where the course's trainers keep their policies; this
+    puts the model in train mode for the block and back in eval mode after. Without checkpointing it does
+    nothing. Call :func:`disable_dropout` first (the trainers do) so that train mode adds no dropout.
+    """
+    if not checkpointing_on(model) or model.training:
+        yield
+        return
+    model.train()
+    try:
+        yield
+    finally:
+        model.eval()
+
+
 # ---------------------------------------------------------------------------- helpers
 def resolve_model_source(name_or_path: str | Path) -> str:
     """The string to hand to ``from_pretrained``: a local directory, or a hub name unchanged.

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rlhf_lab.accumulation import backward_in_micro_batches, forward_in_micro_batches
 from rlhf_lab.generation import MAX_NEW_TOKENS
 
 
@@ -337,6 +338,8 @@ class PGConfig:
     gamma: float = 1.0               # PPO: discount (1: the whole response counts)
     lam: float = 0.95                # PPO: GAE lambda
     stop_kl: float = 0.05            # PPO: stop a batch's epochs early when approx KL(old||new) exceeds this
+    micro_batch_size: int | None = None  # responses per forward pass (None: the whole batch); same gradient, less
+                                     # memory (accumulation.py); RLOO/GRPO/REINFORCE: a multiple of samples_per_prompt
     seed: int = 0                    # seeds prompt order, sampling and PPO's minibatch order
 
     def __post_init__(self) -> None:
@@ -350,6 +353,12 @@ class PGConfig:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         if self.target_kl is not None and self.target_kl <= 0:
             raise ValueError(f"target_kl must be > 0 or None, got {self.target_kl}")
+        if self.micro_batch_size is not None:
+            if self.micro_batch_size < 1:
+                raise ValueError(f"micro_batch_size must be >= 1 or None, got {self.micro_batch_size}")
+            if self.algorithm != "ppo" and self.micro_batch_size % self.samples_per_prompt:
+                raise ValueError(f"micro_batch_size ({self.micro_batch_size}) must be a multiple of samples_per_prompt "
+                                 f"({self.samples_per_prompt}): a prompt's responses share one forward pass")
         if self.missing_eos_penalty is not None and self.missing_eos_penalty < 0:
             raise ValueError(f"missing_eos_penalty must be >= 0 or None, got {self.missing_eos_penalty}")
 
@@ -384,9 +393,12 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
 
     from tqdm.auto import tqdm
 
+    from rlhf_lab import models
     from rlhf_lab.generation import SampleConfig, response_logprobs, sample
 
     cfg = config
+    if models.checkpointing_on(policy):
+        models.disable_dropout(policy)     # then train mode (where checkpointing runs) = eval mode
     k = cfg.samples_per_prompt
     rng = random.Random(cfg.seed)
     generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
@@ -407,8 +419,9 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
         t_sample = time.perf_counter()
         mask = samples.response_mask.to(torch.float32)
         with torch.no_grad():
-            ref_logprobs = response_logprobs(ref_model, samples.prompt_ids, samples.prompt_mask,
-                                             samples.response_ids, samples.response_mask, group=k)
+            shared = k if cfg.micro_batch_size is None or cfg.micro_batch_size % k == 0 else 1   # prefix sharing
+            ref_logprobs = forward_in_micro_batches(lambda idx: response_logprobs(
+                ref_model, *_rows(samples, idx), group=shared), len(samples), cfg.micro_batch_size)
             t_reference = time.perf_counter()
             scores = score_responses(reward_fn, batch_prompts, samples.texts, samples.ended, cfg.missing_eos_penalty)
             t_reward = time.perf_counter()
@@ -424,18 +437,27 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
         if cfg.algorithm == "ppo":
             row.update(ppo_update(policy, value_head, optimizer, samples, rewards, cfg, minibatch_generator, step))
         else:
-            logprobs = response_logprobs(policy, samples.prompt_ids, samples.prompt_mask,
-                                         samples.response_ids, samples.response_mask, group=k)
             if cfg.algorithm == "grpo":
                 adv = grpo_advantages(scores.to(mask.device), k, scale=cfg.scale_rewards)
-                loss, stats = grpo_loss(logprobs, logprobs.detach(), ref_logprobs, adv, mask, beta,
-                                        cfg.clip_range, cfg.loss_type, cfg.max_new_tokens)
-                row.update(stats)
+
+                def loss_fn(logprobs):                                # (B, T), with gradients
+                    return grpo_loss(logprobs, logprobs.detach(), ref_logprobs, adv, mask, beta,
+                                     cfg.clip_range, cfg.loss_type, cfg.max_new_tokens)
             else:
                 returns = rewards.sum(1)                              # score - beta * KL, per response
                 adv = mean_baseline_advantages(returns) if cfg.algorithm == "reinforce" else rloo_advantages(returns, k)
-                loss = reinforce_loss(logprobs, adv)
-            optimizer_step(loss, optimizer, params, cfg.max_grad_norm, step)
+
+                def loss_fn(logprobs):
+                    return reinforce_loss(logprobs, adv), {}
+            optimizer.zero_grad(set_to_none=True)
+            def forward(idx):                                         # with gradients: (len(idx), T)
+                with models.gradient_forward(policy):                 # a checkpointed policy keeps no KV cache
+                    return response_logprobs(policy, *_rows(samples, idx), group=1 if policy.training else k)
+
+            loss, _, stats = backward_in_micro_batches(forward, len(samples), loss_fn, cfg.micro_batch_size,
+                                                       check=lambda loss: check_loss(loss, step))
+            apply_gradients(optimizer, params, cfg.max_grad_norm)
+            row.update(stats)
             row["loss"] = loss.item()
         if kl_ctl is not None:
             beta = kl_ctl.update(row["kl"], len(samples))
@@ -458,11 +480,21 @@ def reinforce_loss(logprobs: torch.Tensor, advantages: torch.Tensor) -> torch.Te
 def optimizer_step(loss: torch.Tensor, optimizer, params, max_grad_norm: float, step: int) -> None:
     """backward, clip the global gradient norm to ``max_grad_norm``, step. A NaN or infinite loss stops
     training with ``FloatingPointError`` naming the training ``step``."""
+    check_loss(loss, step)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    apply_gradients(optimizer, params, max_grad_norm)
+
+
+def check_loss(loss: torch.Tensor, step: int) -> None:
+    """Stop with ``FloatingPointError`` naming the training ``step`` if ``loss`` is NaN or infinite."""
     if not torch.isfinite(loss):
         raise FloatingPointError(f"step {step}: the loss is {loss.item()}; training stopped. "
                                  "Lower the learning rate, or raise beta, and run again.")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+
+
+def apply_gradients(optimizer, params, max_grad_norm: float) -> None:
+    """Clip the global norm of the accumulated gradients to ``max_grad_norm``, then take the optimiser step."""
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
 
@@ -479,11 +511,15 @@ def ppo_update(policy, value_head: ValueHead, optimizer, samples, rewards: torch
     3. After a pass whose mean approximate KL(old || new) exceeds ``stop_kl``, the remaining passes are skipped.
     Returns the means over minibatches of loss, value_loss, clipfrac, approx_kl, and the passes run (``epochs``).
     """
+    from rlhf_lab.models import gradient_forward
+
     cfg = config
     mask = samples.response_mask.to(torch.float32)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     with torch.no_grad():
-        old_logprobs, old_values = logprobs_and_values(policy, value_head, samples)
+        old_logprobs, old_values = forward_in_micro_batches(
+            lambda idx: logprobs_and_values(policy, value_head, minibatch(samples, idx)), len(samples),
+            cfg.micro_batch_size)
         advantages, returns = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
         advantages = whiten(advantages, mask)
     B = len(samples)
@@ -494,19 +530,32 @@ def ppo_update(policy, value_head: ValueHead, optimizer, samples, rewards: torch
         epochs += 1
         epoch_kl = []
         for idx in torch.randperm(B, generator=generator).split(size):
-            mb = minibatch(samples, idx)
-            logprobs, values = logprobs_and_values(policy, value_head, mb)
-            pg_loss, s = ppo_policy_loss(logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_range)
-            v_loss = ppo_value_loss(values, old_values[idx], returns[idx], mask[idx], cfg.clip_range_value)
-            loss = pg_loss + cfg.vf_coef * v_loss
-            optimizer_step(loss, optimizer, params, cfg.max_grad_norm, step)
-            stats["loss"] += loss.item(); stats["value_loss"] += v_loss.item()
+            def loss_fn(outputs, idx=idx):
+                logprobs, values = outputs                            # (b, T) each, with gradients
+                pg_loss, s = ppo_policy_loss(logprobs, old_logprobs[idx], advantages[idx], mask[idx], cfg.clip_range)
+                v_loss = ppo_value_loss(values, old_values[idx], returns[idx], mask[idx], cfg.clip_range_value)
+                return pg_loss + cfg.vf_coef * v_loss, (v_loss.item(), s)
+
+            optimizer.zero_grad(set_to_none=True)
+            def forward(sub, idx=idx):
+                with gradient_forward(policy):
+                    return logprobs_and_values(policy, value_head, minibatch(samples, idx[sub]))
+
+            loss, _, (v_loss, s) = backward_in_micro_batches(forward, len(idx), loss_fn, cfg.micro_batch_size,
+                                                             check=lambda loss: check_loss(loss, step))
+            apply_gradients(optimizer, params, cfg.max_grad_norm)
+            stats["loss"] += loss.item(); stats["value_loss"] += v_loss
             stats["clipfrac"] += s["clipfrac"]; stats["approx_kl"] += s["approx_kl"]
             n += 1
             epoch_kl.append(s["approx_kl"])
         if sum(epoch_kl) / len(epoch_kl) > cfg.stop_kl:
             break
     return {key: value / max(n, 1) for key, value in stats.items()} | {"epochs": epochs}
+
+
+def _rows(batch, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """prompt_ids, prompt_mask, response_ids, response_mask of the rows ``idx`` (what response_logprobs takes)."""
+    return batch.prompt_ids[idx], batch.prompt_mask[idx], batch.response_ids[idx], batch.response_mask[idx]
 
 
 def minibatch(batch, idx: torch.Tensor):

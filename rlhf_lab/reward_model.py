@@ -57,6 +57,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Pre
                           PreTrainedTokenizerBase)
 
 from rlhf_lab import world
+from rlhf_lab.accumulation import backward_in_micro_batches
 from rlhf_lab.generation import check_length, pad_right
 from rlhf_lab.models import (DEFAULT_POLICY, quiet_transformers, resolve_model_source, transformers_at_least, tokenize_prompts,
                              tokenize_responses)
@@ -308,6 +309,8 @@ class RewardTrainConfig:
     max_grad_norm: float = 1.0    # clip the global gradient norm to this
     seed: int = 0                 # seeds the order of the pairs in every epoch
     eval_batch_size: int = 128    # texts per forward pass when scoring validation pairs
+    micro_batch_size: int | None = None  # texts per forward pass with gradients (None: a step's all at once);
+                                  # the same gradient in less memory (accumulation.py)
 
 
 @dataclass
@@ -402,11 +405,17 @@ def train_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBas
         for records in epoch:
             rows, where = torch.unique(torch.cat([data.chosen[records], data.rejected[records]]), return_inverse=True)
             width = int(data.attention_mask[rows].sum(1).max())
-            rewards = reward_forward(model, data.input_ids[rows, :width], data.attention_mask[rows, :width])
-            r_chosen, r_rejected = rewards[where[:len(records)]], rewards[where[len(records):]]
-            loss = bradley_terry_loss(r_chosen, r_rejected, targets=data.targets[records].to(rewards.device))
+
+            def loss_fn(rewards, records=records, where=where):           # (R,) one reward per distinct text
+                r_chosen, r_rejected = rewards[where[:len(records)]], rewards[where[len(records):]]
+                loss = bradley_terry_loss(r_chosen, r_rejected, targets=data.targets[records].to(rewards.device))
+                return loss, (r_chosen.detach(), r_rejected.detach())
+
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss, _, (r_chosen, r_rejected) = backward_in_micro_batches(
+                lambda sub, rows=rows, width=width: reward_forward(model, data.input_ids[rows[sub], :width],
+                                                                   data.attention_mask[rows[sub], :width]),
+                len(rows), loss_fn, config.micro_batch_size)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             schedule.step()
