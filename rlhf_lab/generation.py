@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf_lab.models import tokenize_prompts, tokenize_responses
+from rlhf_lab.models import USER_TURN, end_of_reply_id, has_chat_template, tokenize_prompts, tokenize_responses
 
 
 @dataclass
@@ -110,7 +110,10 @@ def decode_responses(tokenizer: PreTrainedTokenizerBase, response_ids: torch.Ten
                      response_mask: torch.Tensor) -> list[str]:
     """Texts of (B, T) response tokens: masked tokens and special tokens (EOS) dropped, spaces stripped."""
     rows = [ids[mask.bool()].tolist() for ids, mask in zip(response_ids, response_mask)]
-    return [t.strip() for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
+    texts = tokenizer.batch_decode(rows, skip_special_tokens=True)
+    if not has_chat_template(tokenizer):
+        texts = [t.split(USER_TURN, 1)[0] for t in texts]   # an invented next turn is not part of the reply
+    return [t.strip() for t in texts]
 
 
 # ---------------------------------------------------------------------------- log-probs
@@ -188,7 +191,10 @@ def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torc
                 use_cache=True)
     logits, cache = out.logits[:, -1], getattr(out, _cache_argument(model))
     if group > 1:
-        cache.batch_repeat_interleave(group)
+        if isinstance(cache, tuple):   # transformers 4.x models may return the legacy cache: per layer (keys, values)
+            cache = tuple(tuple(t.repeat_interleave(group, dim=0) for t in layer) for layer in cache)
+        else:
+            cache.batch_repeat_interleave(group)
         logits = logits.repeat_interleave(group, dim=0)
     return logits, cache
 
@@ -216,8 +222,10 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
     RL treats these as log pi_old(y_t | ...). With the default config they are the sampling log-probs.
 
     Shapes: prompt_ids/prompt_mask (B, P); response_ids/response_mask/logprobs (B, T) with
-    T <= max_new_tokens (the longest response, EOS included). ``generator`` (a ``torch.Generator``
-    on the model's device) makes the draw reproducible; None uses torch's global generator.
+    T <= max_new_tokens (the longest response, EOS included). ``generator`` (a ``torch.Generator``)
+    makes the draw reproducible; None uses torch's global generator. One on the model's device is fastest;
+    a CPU generator with a model on a GPU also works (each token is drawn on the CPU), so notebooks that
+    seed ``torch.Generator()`` run unchanged on a GPU.
 
     Why a loop and not ``model.generate``: generate cannot take a generator and does not return
     unmodified log-probs; and on the tiny policy the loop is faster (2 CPU cores, 64 prompts x 40
@@ -241,7 +249,10 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts:
     prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
     B, P = prompt_ids.shape
     check_length(model, P + config.max_new_tokens)
-    pad_id, eos_id = _pad_id(tokenizer), tokenizer.eos_token_id
+    pad_id, eos_id = _pad_id(tokenizer), end_of_reply_id(tokenizer)
+    # Without a chat template a model may go on to invent the user's next turn: "\nUser:" ends a reply too.
+    stop = None if has_chat_template(tokenizer) else torch.tensor(
+        tokenizer(USER_TURN, add_special_tokens=False)["input_ids"], device=device)
 
     tokens, masks, logps = [], [], []
     alive = torch.ones(B, dtype=torch.bool, device=device)      # rows that have not emitted EOS yet
@@ -260,6 +271,8 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts:
         masks.append(alive.long())
         logps.append(torch.where(alive, logp, torch.zeros_like(logp)))
         alive = alive & (next_token != eos_id)
+        if stop is not None and len(tokens) >= len(stop):
+            alive = alive & ~(torch.stack(tokens[-len(stop):], dim=1) == stop).all(1)
         if not alive.any() or t == config.max_new_tokens - 1:
             break
         attention_mask = torch.cat([attention_mask, masks[-1].unsqueeze(1)], dim=1)
@@ -304,7 +317,10 @@ def _draw(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator
         drop_sorted = (probs.cumsum(-1) - probs) >= config.top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
-    return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
+    probs = logits.softmax(-1)
+    if generator is not None and generator.device != probs.device:   # e.g. a CPU generator, a model on a GPU:
+        return torch.multinomial(probs.float().cpu(), 1, generator=generator).squeeze(-1).to(probs.device)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def _cache_argument(model: PreTrainedModel) -> str:

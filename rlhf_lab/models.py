@@ -38,33 +38,73 @@ BOS, EOS, PAD = "<|bos|>", "<|eos|>", "<|pad|>"
 
 
 # ---------------------------------------------------------------------------- chat format
-def format_prompt(prompt_text: str) -> str:
-    """The text the model sees before its reply: ``"User: <prompt>\\nAssistant:"``.
+#: Where the course frame's next turn starts: a reply of a model without a chat template stops here.
+USER_TURN = "\nUser:"
 
-    Every part of the course (pretraining, sampling, reward models, DPO) goes through this one
-    function, so the policy and the reward model always see the same format.
+
+def has_chat_template(tokenizer: PreTrainedTokenizerBase | None) -> bool:
+    """Whether ``tokenizer`` brings its own chat template (a chat model such as SmolLM2-Instruct)."""
+    return tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
+
+
+def format_prompt(prompt_text: str, tokenizer: PreTrainedTokenizerBase | None = None) -> str:
+    """The text the model sees before its reply.
+
+    The course frame ``"User: <prompt>\nAssistant:"``, which the tiny policy was pretrained on, or, when
+    ``tokenizer`` has a chat template, that template with the prompt as the user's message and the
+    assistant's turn opened (``apply_chat_template(..., add_generation_prompt=True)``). Every part of the
+    course (pretraining, sampling, reward models, DPO, the TRL export) goes through this one function and
+    :func:`format_response`, so the policy and the reward model always see the same format.
     """
+    if has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template([{"role": "user", "content": prompt_text.strip()}], tokenize=False,
+                                             add_generation_prompt=True)
     return f"User: {prompt_text.strip()}\nAssistant:"
 
 
-def format_response(response_text: str) -> str:
-    """The text of a reply as it follows ``format_prompt``: one space, then the reply (EOS is added as a token)."""
-    return " " + response_text.strip()
+def format_response(response_text: str, tokenizer: PreTrainedTokenizerBase | None = None) -> str:
+    """The text of a reply as it follows :func:`format_prompt`: one space, then the reply (with a chat template:
+    the reply itself). The token that ends it (:func:`end_of_reply_id`) is added as a token, not as text."""
+    return response_text.strip() if has_chat_template(tokenizer) else " " + response_text.strip()
+
+
+def end_of_reply_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token that ends a reply: the chat template's end-of-turn token (``<|im_end|>`` for ChatML), else EOS.
+
+    Found by rendering a one-turn conversation and taking the first special token after the reply.
+    """
+    if has_chat_template(tokenizer):
+        key = (tokenizer.name_or_path, tokenizer.chat_template, len(tokenizer))
+        if key not in _END_OF_TURN:
+            marker = "rlhf-lab-reply-marker"
+            text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                                  {"role": "assistant", "content": marker}], tokenize=False)
+            after = tokenizer(text.split(marker, 1)[-1], add_special_tokens=False)["input_ids"]
+            special = set(tokenizer.all_special_ids)
+            _END_OF_TURN[key] = next((i for i in after if i in special), tokenizer.eos_token_id)
+        return _END_OF_TURN[key]
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no eos_token: a response could never end")
+    return tokenizer.eos_token_id
+
+
+_END_OF_TURN: dict[tuple, int] = {}
 
 
 def tokenize_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Iterable[str]) -> list[list[int]]:
-    """Token ids of ``format_prompt(p)`` for each prompt, with the tokenizer's own special tokens (our BOS)."""
-    texts = [format_prompt(p) for p in prompts]
-    return tokenizer(texts, add_special_tokens=True)["input_ids"] if texts else []
+    """Token ids of ``format_prompt(p, tokenizer)`` for each prompt, with the tokenizer's own special tokens
+    (our BOS); a chat template writes its own, so none are added to it."""
+    texts = [format_prompt(p, tokenizer) for p in prompts]
+    return tokenizer(texts, add_special_tokens=not has_chat_template(tokenizer))["input_ids"] if texts else []
 
 
 def tokenize_responses(tokenizer: PreTrainedTokenizerBase, responses: Iterable[str]) -> list[list[int]]:
-    """Token ids of ``format_response(r)`` followed by EOS for each response (no BOS)."""
-    if tokenizer.eos_token_id is None:
-        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no eos_token: a response could never end")
-    texts = [format_response(r) for r in responses]
+    """Token ids of ``format_response(r, tokenizer)`` followed by :func:`end_of_reply_id` (EOS, or the chat
+    template's end-of-turn token) for each response (no BOS)."""
+    end = end_of_reply_id(tokenizer)
+    texts = [format_response(r, tokenizer) for r in responses]
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-    return [row + [tokenizer.eos_token_id] for row in ids]
+    return [row + [end] for row in ids]
 
 
 # ---------------------------------------------------------------------------- build
@@ -144,14 +184,90 @@ def save_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path
     with quiet_transformers():
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
-    # transformers 5 names the generic fast tokenizer "TokenizersBackend"; 4.x knows it as
-    # PreTrainedTokenizerFast (5.x accepts both), so write the old name and both can load it.
-    config_file = path / "tokenizer_config.json"
+    portable_tokenizer_config(path)
+    return path
+
+
+def portable_tokenizer_config(path: str | Path) -> None:
+    """Make a saved tokenizer loadable by transformers 4.x as well as 5.x.
+
+    transformers 5 names the generic fast tokenizer "TokenizersBackend"; 4.x knows it only as
+    PreTrainedTokenizerFast (5.x accepts both), so the old name is written and both can load the folder.
+    """
+    config_file = Path(path) / "tokenizer_config.json"
     tokenizer_config = json.loads(config_file.read_text(encoding="utf-8"))
     if tokenizer_config.get("tokenizer_class") == "TokenizersBackend":
         tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
         config_file.write_text(json.dumps(tokenizer_config, indent=2) + "\n", encoding="utf-8")
-    return path
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: the GPU (``"cuda"``) when there is one, else ``"cpu"``; any other name or device as it is."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Settings that depend on the policy: the course's notebooks take theirs from here unless you set them.
+
+    The tiny policy's values are the ones the course measured on a 2-core CPU (notebooks 03-08). The hub
+    models' are starting points, not tuned here (no hub in the course's CI): learning rates about ten times
+    above TRL's defaults for billion-parameter models (1e-6), as for models of about 130 M parameters,
+    micro-batches so that a batch fits a 16 GB GPU (Colab's T4), and longer replies.
+    """
+    name: str                        # "tiny", "gpt2", "smollm2" or "hub" (any other model)
+    lr: float                        # REINFORCE, RLOO and GRPO (notebooks 05, 06, 08)
+    ppo_lr: float                    # PPO (notebook 06): it takes ppo_epochs x minibatches steps per batch
+    dpo_lr: float                    # DPO (notebook 07)
+    rm_lr: float                     # reward model on the policy's backbone (notebooks 03, 09)
+    prompts_per_step: int            # RL: distinct prompts per batch
+    samples_per_prompt: int          # RL: responses per prompt
+    max_new_tokens: int              # response length cap
+    micro_batch_size: int | None     # rows per forward pass with gradients (None: the whole batch)
+    dtype: str                       # the policy's weights ("float32"; mixed precision is TRL's bf16=True)
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", lr=1.5e-4, ppo_lr=5e-5, dpo_lr=1e-4, rm_lr=5e-4, prompts_per_step=16,
+                   samples_per_prompt=4, max_new_tokens=56, micro_batch_size=None, dtype="float32"),
+    "gpt2": Preset("gpt2", lr=1e-5, ppo_lr=5e-6, dpo_lr=5e-6, rm_lr=1e-5, prompts_per_step=16,
+                   samples_per_prompt=4, max_new_tokens=64, micro_batch_size=16, dtype="float32"),
+    "smollm2": Preset("smollm2", lr=1e-5, ppo_lr=5e-6, dpo_lr=5e-6, rm_lr=1e-5, prompts_per_step=16,
+                      samples_per_prompt=4, max_new_tokens=96, micro_batch_size=16, dtype="float32"),
+    "hub": Preset("hub", lr=1e-5, ppo_lr=5e-6, dpo_lr=5e-6, rm_lr=1e-5, prompts_per_step=16,
+                  samples_per_prompt=4, max_new_tokens=64, micro_batch_size=8, dtype="float32"),
+}
+
+
+def preset(name_or_path: str | Path) -> Preset:
+    """The :class:`Preset` for a policy: ``"tiny"`` for the shipped tiny policy (or a folder saved from it, such
+    as a trained policy in ``artifacts/policies``), ``"gpt2"`` for GPT-2 (``gpt2``, ``openai-community/gpt2``),
+    ``"smollm2"`` for the SmolLM2 family, ``"hub"`` for any other model."""
+    text = str(name_or_path)
+    folder = Path(text).expanduser()
+    if folder.is_dir():
+        config = folder / "config.json"
+        if folder.resolve() == DEFAULT_POLICY.resolve() or (config.exists() and _same_architecture(config)):
+            return PRESETS["tiny"]
+    base = text.rstrip("/").split("/")[-1].lower()
+    if base in ("gpt2", "distilgpt2"):
+        return PRESETS["gpt2"]
+    if base.startswith("smollm2"):
+        return PRESETS["smollm2"]
+    return PRESETS["hub"]
+
+
+def _same_architecture(config: Path) -> bool:
+    """Whether a saved model's config.json has the tiny policy's shape (a policy trained from it)."""
+    keys = ("model_type", "n_embd", "n_layer", "n_head", "vocab_size")
+    try:
+        theirs = json.loads(config.read_text())
+        ours = json.loads((DEFAULT_POLICY / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return all(theirs.get(k) == ours.get(k) for k in keys)
 
 
 def load_policy(name_or_path: str | Path = DEFAULT_POLICY, *, device: str | torch.device = "cpu",
@@ -165,8 +281,9 @@ def load_policy(name_or_path: str | Path = DEFAULT_POLICY, *, device: str | torc
 
     dtype: weights' dtype; None means float32 (what a CPU computes in; transformers 5 would otherwise
     use the checkpoint's own dtype). Pass ``torch.bfloat16`` for a big hub model on a GPU.
-    Returns the model in eval mode on ``device``.
+    Returns the model in eval mode on ``device`` (``"auto"``: the GPU if there is one, see :func:`resolve_device`).
     """
+    device = resolve_device(device)
     source = resolve_model_source(name_or_path)
     dtype = dtype or torch.float32
     dtype_kw = "dtype" if transformers_at_least(4, 56) else "torch_dtype"
@@ -291,12 +408,12 @@ def resolve_model_source(name_or_path: str | Path) -> str:
 
 
 def _set_generation_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-    """Make ``model.generate`` stop at the tokenizer's EOS and pad with its pad token."""
+    """Make ``model.generate`` stop where a reply ends (:func:`end_of_reply_id`) and pad with the pad token."""
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.eos_token_id = end_of_reply_id(tokenizer)
 
 
 def transformers_at_least(major: int, minor: int) -> bool:

@@ -479,7 +479,7 @@ def pair_choices(records: Iterable[PreferenceRecord], pairs: Sequence[tuple[Any,
 
 
 def to_trl(records: Iterable[PreferenceRecord], include_ties: bool = False,
-           metadata: bool = True, framed: bool = False) -> list[dict[str, Any]]:
+           metadata: bool = True, framed: bool = False, tokenizer: Any = None) -> list[dict[str, Any]]:
     """Records as TRL's standard preference rows ``{"prompt", "chosen", "rejected", ...}``.
 
     Ready for ``datasets.Dataset.from_list`` and TRL's ``DPOTrainer`` / ``RewardTrainer``.
@@ -489,7 +489,8 @@ def to_trl(records: Iterable[PreferenceRecord], include_ties: bool = False,
     ``framed=True`` writes the texts as the course's models see them, ``models.format_prompt(prompt)``
     (``"User: ...\nAssistant:"``) and ``models.format_response(reply)``, so that TRL, which joins
     prompt + reply, trains the tiny policy on exactly the tokens notebook 07's DPO uses. Such a file is
-    for a trainer: read back as records, its texts keep the frame.
+    for a trainer: read back as records, its texts keep the frame. With a ``tokenizer`` that has a chat template
+    the frame is that template's (``models.format_prompt(prompt, tokenizer)``), as the course's models see it.
     """
     if framed:
         from rlhf_lab.models import format_prompt, format_response
@@ -499,8 +500,8 @@ def to_trl(records: Iterable[PreferenceRecord], include_ties: bool = False,
             continue
         row = r.to_dict() if metadata else {"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
         if framed:
-            row.update(prompt=format_prompt(r.prompt), chosen=format_response(r.chosen),
-                       rejected=format_response(r.rejected))
+            row.update(prompt=format_prompt(r.prompt, tokenizer), chosen=format_response(r.chosen, tokenizer),
+                       rejected=format_response(r.rejected, tokenizer))
         rows.append(row)
     return rows
 
@@ -511,12 +512,13 @@ def from_trl(rows: Iterable[dict[str, Any]]) -> list[PreferenceRecord]:
 
 
 def write_trl_jsonl(path: str | os.PathLike, records: Iterable[PreferenceRecord],
-                    include_ties: bool = False, metadata: bool = True, framed: bool = False) -> Path:
+                    include_ties: bool = False, metadata: bool = True, framed: bool = False,
+                    tokenizer: Any = None) -> Path:
     """Write ``to_trl(records, ...)`` as JSONL atomically (all or nothing); returns the path.
 
     The file reads back with ``read_preferences`` or ``datasets.load_dataset("json", data_files=...)``.
     """
-    rows = to_trl(records, include_ties=include_ties, metadata=metadata, framed=framed)
+    rows = to_trl(records, include_ties=include_ties, metadata=metadata, framed=framed, tokenizer=tokenizer)
     data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     _atomic_write(Path(path), data)
     return Path(path)

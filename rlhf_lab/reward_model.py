@@ -59,7 +59,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Pre
 from rlhf_lab import world
 from rlhf_lab.accumulation import backward_in_micro_batches
 from rlhf_lab.generation import check_length, pad_right
-from rlhf_lab.models import (DEFAULT_POLICY, quiet_transformers, resolve_model_source, transformers_at_least, tokenize_prompts,
+from rlhf_lab.models import (DEFAULT_POLICY, portable_tokenizer_config, quiet_transformers, resolve_model_source, transformers_at_least, tokenize_prompts,
                              tokenize_responses)
 from rlhf_lab.paths import DATA
 from rlhf_lab.preferences import PreferenceRecord
@@ -247,6 +247,7 @@ def save_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
     with quiet_transformers():
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
+    portable_tokenizer_config(path)
     if info is not None:
         (path / INFO_FILE).write_text(json.dumps(info, indent=1))
     return path

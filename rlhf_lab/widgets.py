@@ -95,7 +95,7 @@ def _widget_bundle(widget: w.Widget, text: str, **kwargs) -> dict:
     else:
         bundle = {"application/vnd.jupyter.widget-view+json":
                   {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}}
-        widget._handle_displayed(**kwargs)
+        widget._handle_displayed()   # not **kwargs: IPython's include / exclude would reach Box's children
     bundle["text/plain"] = text
     return bundle
 

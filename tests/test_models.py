@@ -194,3 +194,30 @@ def test_a_few_steps_lower_the_loss(pairs):
     assert after < before - 1.5, (before, after)
     assert sum(log["loss"][-5:]) / 5 < log["loss"][0] - 1.5
     assert log["tokens_per_s"] > 0 and log["params"] == num_parameters(model)
+
+
+def test_presets_follow_the_policy_name(tmp_path):
+    from rlhf_lab import models
+
+    assert models.preset(models.DEFAULT_POLICY).name == "tiny"
+    assert models.preset(models.DEFAULT_POLICY).lr == 1.5e-4       # notebook 05's measured setting
+    saved = tmp_path / "policies" / "rloo"                           # a policy trained from the tiny one
+    policy, tokenizer = models.load_policy()
+    models.save_policy(policy, tokenizer, saved)
+    assert models.preset(saved).name == "tiny"
+    assert models.preset("gpt2").name == models.preset("openai-community/gpt2").name == "gpt2"
+    assert models.preset("HuggingFaceTB/SmolLM2-135M-Instruct").name == "smollm2"
+    assert models.preset("meta-llama/Llama-3.2-1B").name == "hub"
+    assert models.preset("gpt2").lr < models.preset(models.DEFAULT_POLICY).lr
+
+
+def test_auto_device_is_the_gpu_when_there_is_one(monkeypatch):
+    import torch
+
+    from rlhf_lab import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert models.resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert models.resolve_device("auto") == torch.device("cuda")
+    assert models.resolve_device("cpu") == torch.device("cpu")
