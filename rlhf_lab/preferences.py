@@ -489,19 +489,25 @@ def to_trl(records: Iterable[PreferenceRecord], include_ties: bool = False,
     ``framed=True`` writes the texts as the course's models see them, ``models.format_prompt(prompt)``
     (``"User: ...\nAssistant:"``) and ``models.format_response(reply)``, so that TRL, which joins
     prompt + reply, trains the tiny policy on exactly the tokens notebook 07's DPO uses. Such a file is
-    for a trainer: read back as records, its texts keep the frame. With a ``tokenizer`` that has a chat template
-    the frame is that template's (``models.format_prompt(prompt, tokenizer)``), as the course's models see it.
+    for a trainer: read back as records, its texts keep the frame. With a ``tokenizer`` that has a chat template,
+    ``framed=True`` writes TRL's *conversational* format instead (``prompt`` a list with the user's message,
+    ``chosen`` / ``rejected`` lists with the assistant's), and TRL applies that template itself, as the course's
+    models read it (``models.format_prompt(prompt, tokenizer)``).
     """
     if framed:
-        from rlhf_lab.models import format_prompt, format_response
+        from rlhf_lab.models import format_prompt, format_response, has_chat_template
     rows = []
     for r in records:
         if r.tie and not include_ties:
             continue
         row = r.to_dict() if metadata else {"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected}
-        if framed:
-            row.update(prompt=format_prompt(r.prompt, tokenizer), chosen=format_response(r.chosen, tokenizer),
-                       rejected=format_response(r.rejected, tokenizer))
+        if framed and has_chat_template(tokenizer):   # TRL's conversational format: TRL applies the template
+            row.update(prompt=[{"role": "user", "content": r.prompt.strip()}],
+                       chosen=[{"role": "assistant", "content": r.chosen.strip()}],
+                       rejected=[{"role": "assistant", "content": r.rejected.strip()}])
+        elif framed:
+            row.update(prompt=format_prompt(r.prompt), chosen=format_response(r.chosen),
+                       rejected=format_response(r.rejected))
         rows.append(row)
     return rows
 
