@@ -59,7 +59,7 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Pre
 from rlhf_lab import world
 from rlhf_lab.accumulation import backward_in_micro_batches
 from rlhf_lab.generation import check_length, pad_right
-from rlhf_lab.models import (DEFAULT_POLICY, portable_tokenizer_config, quiet_transformers, resolve_model_source, transformers_at_least, tokenize_prompts,
+from rlhf_lab.models import (DEFAULT_POLICY, portable_tokenizer_config, quiet_transformers, resolve_device, resolve_model_source, transformers_at_least, tokenize_prompts,
                              tokenize_responses)
 from rlhf_lab.paths import DATA
 from rlhf_lab.preferences import PreferenceRecord
@@ -236,7 +236,7 @@ def load_reward_model(name_or_path: str | Path = DEFAULT_POLICY, *, device: str 
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     model.config.pad_token_id = tokenizer.pad_token_id
-    return model.to(device).eval(), tokenizer
+    return model.to(resolve_device(device)).eval(), tokenizer   # "auto": the GPU if there is one
 
 
 def save_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: str | Path,
