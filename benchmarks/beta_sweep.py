@@ -32,18 +32,11 @@ LR = {"rloo": 1.5e-4, "grpo": 1.5e-4, "ppo": 5e-5, "dpo": 1e-4}
 BON_N = [1, 2, 4, 8, 16]
 
 
-def _fresh(policy):
-    model = models.frozen_copy(policy)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
-
-
 def run_one(method: str, beta: float, seed: int, policy, tokenizer, proxy, train_prompts, test_texts,
             eval_samples: int) -> dict:
     set_seed(seed)
     ref_model = models.frozen_copy(policy)
-    model = _fresh(policy)
+    model = models.trainable_copy(policy)
     start = time.perf_counter()
     if method == "dpo":
         pairs = rm.simulate_comparisons(train_prompts, n_prompts=320, k=16, temperature=1.0, seed=seed)[:19200]

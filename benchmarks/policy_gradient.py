@@ -51,9 +51,7 @@ def main() -> None:
             extra["minibatches"] = args.minibatches
         for seed in args.seeds:
             set_seed(seed)
-            model = models.frozen_copy(policy)
-            for p in model.parameters():
-                p.requires_grad_(True)
+            model = models.trainable_copy(policy)
             reference = models.frozen_copy(policy)
             config = pg.PGConfig(algorithm=algorithm, steps=args.steps, beta=args.beta, seed=seed, **extra)
             start = time.perf_counter()

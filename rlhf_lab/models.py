@@ -310,6 +310,15 @@ def frozen_copy(model: PreTrainedModel) -> PreTrainedModel:
     return freeze(copy.deepcopy(model))
 
 
+def trainable_copy(model: PreTrainedModel) -> PreTrainedModel:
+    """A deep copy of ``model`` whose parameters all take gradients (a fresh policy to train from the same start),
+    in eval mode like the rest of the course's policies."""
+    copy_ = copy.deepcopy(model).eval()
+    for p in copy_.parameters():
+        p.requires_grad_(True)
+    return copy_
+
+
 def freeze(model: PreTrainedModel) -> PreTrainedModel:
     """Put ``model`` in eval mode and turn off gradients for all its parameters; returns it."""
     model.eval()

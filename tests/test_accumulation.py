@@ -80,13 +80,6 @@ def tiny():
     return policy, tokenizer, [p.text for p in train]
 
 
-def _trainable(policy):
-    model = models.frozen_copy(policy)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
-
-
 def _max_rows_per_forward(model):
     """A hook that records the largest batch a forward pass of ``model`` with gradients saw (the logits' first
     dim): the passes whose activations are kept for the backward pass (sampling runs without gradients)."""
@@ -116,7 +109,7 @@ def test_pg_train_with_micro_batches_takes_the_same_step(tiny, algorithm, micro,
             apply(optimizer, params, max_grad_norm)
 
         monkeypatch.setattr(pg, "apply_gradients", recording)
-        model, ref = _trainable(policy), models.frozen_copy(policy)
+        model, ref = models.trainable_copy(policy), models.frozen_copy(policy)
         seen = _max_rows_per_forward(model)
         config = pg.PGConfig(algorithm=algorithm, steps=2, prompts_per_step=4, samples_per_prompt=4,
                              max_new_tokens=24, micro_batch_size=micro_batch_size)
@@ -169,7 +162,7 @@ def test_train_dpo_with_micro_batches_takes_the_same_steps(tiny, monkeypatch):
     runs = []
     for micro in (None, 5):
         grads = _grads_at_each_clip(monkeypatch)
-        model = _trainable(policy)
+        model = models.trainable_copy(policy)
         seen = _max_rows_per_forward(model)
         history = dpo.train_dpo(model, models.frozen_copy(policy), tokenizer, records,
                                 dpo.DPOConfig(batch_size=8, max_steps=2, micro_batch_size=micro), progress=False)
@@ -229,7 +222,7 @@ def test_gradient_checkpointing_really_runs_and_changes_no_number(tiny, algorith
             apply(optimizer, params, max_grad_norm)
 
         monkeypatch.setattr(pg, "apply_gradients", recording)
-        model = _trainable(policy)
+        model = models.trainable_copy(policy)
         if checkpointing:
             models.enable_checkpointing(model)
             assert models.checkpointing_on(model)
@@ -252,7 +245,7 @@ def test_gradient_checkpointing_runs_in_dpo(tiny, monkeypatch):
     records = world.simulate_preferences(8, seed=1)
     counts = []
     for checkpointing in (False, True):
-        model = _trainable(policy)
+        model = models.trainable_copy(policy)
         if checkpointing:
             models.enable_checkpointing(model)
         calls = _recomputed_in_backward(model, monkeypatch)

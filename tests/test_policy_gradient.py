@@ -226,10 +226,7 @@ def setup():
 def _fresh(policy):
     from rlhf_lab import models
 
-    model = models.frozen_copy(policy)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    return model
+    return models.trainable_copy(policy)
 
 
 @pytest.mark.parametrize("algorithm", ["rloo", "ppo"])
