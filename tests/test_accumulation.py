@@ -93,39 +93,45 @@ def _max_rows_per_forward(model):
     return seen
 
 
+_APPLY = pg.apply_gradients
+
+
+def _gold(prompts, responses):
+    return torch.tensor([world.gold_reward(p, r) for p, r in zip(prompts, responses)])
+
+
+def _grads_at_each_update(monkeypatch):
+    """Record the parameter gradients (before clipping) at each of ``pg.train``'s updates, one list per update."""
+    updates: list[list[torch.Tensor]] = []
+
+    def recording(optimizer, params, max_grad_norm):
+        updates.append([p.grad.clone() for p in params if p.grad is not None])
+        _APPLY(optimizer, params, max_grad_norm)
+
+    monkeypatch.setattr(pg, "apply_gradients", recording)
+    return updates
+
+
 @pytest.mark.parametrize("algorithm,micro", [("rloo", 4), ("grpo", 8), ("reinforce", 4), ("ppo", 3)])
 def test_pg_train_with_micro_batches_takes_the_same_step(tiny, algorithm, micro, monkeypatch):
     """Two steps with and without micro-batches: the same samples, losses and gradients (before clipping) at
     every update, and no forward pass with gradients over more than ``micro`` rows."""
     policy, tokenizer, prompts = tiny
-    gold = lambda p, r: torch.tensor([world.gold_reward(a, b) for a, b in zip(p, r)])   # noqa: E731
-    apply = pg.apply_gradients
     results = []
     for micro_batch_size in (None, micro):
-        grads = []
-
-        def recording(optimizer, params, max_grad_norm):
-            grads.append([p.grad.clone() for p in params if p.grad is not None])
-            apply(optimizer, params, max_grad_norm)
-
-        monkeypatch.setattr(pg, "apply_gradients", recording)
+        grads = _grads_at_each_update(monkeypatch)
         model, ref = models.trainable_copy(policy), models.frozen_copy(policy)
         seen = _max_rows_per_forward(model)
         config = pg.PGConfig(algorithm=algorithm, steps=2, prompts_per_step=4, samples_per_prompt=4,
                              max_new_tokens=24, micro_batch_size=micro_batch_size)
-        log = pg.train(model, ref, tokenizer, gold, prompts, config, progress=False)
+        log = pg.train(model, ref, tokenizer, _gold, prompts, config, progress=False)
         results.append((log, grads, seen[0]))
     (log_big, grads_big, rows_big), (log_small, grads_small, rows_small) = results
     assert rows_big == (8 if algorithm == "ppo" else 16) and rows_small <= micro
     for a, b in zip(log_big, log_small):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
         assert a["proxy_reward"] == pytest.approx(b["proxy_reward"], abs=1e-6)   # same samples at step 2 too
-    assert len(grads_big) == len(grads_small) >= 2
-    for update_big, update_small in zip(grads_big, grads_small):
-        scale = max(g.abs().max().item() for g in update_big)
-        assert scale > 0
-        for g, h in zip(update_big, update_small):
-            torch.testing.assert_close(h, g, atol=1e-5 * scale, rtol=1e-4)
+    _assert_same_gradients(grads_big, grads_small)
 
 
 _CLIP = torch.nn.utils.clip_grad_norm_
@@ -145,8 +151,9 @@ def _grads_at_each_clip(monkeypatch):
     return steps
 
 
-def _assert_same_gradients(big, small):
-    assert len(big) == len(small) >= 2
+def _assert_same_gradients(big, small, min_updates: int = 2):
+    """The same gradients (atol 1e-5 of the largest) at each of at least ``min_updates`` updates."""
+    assert len(big) == len(small) >= min_updates
     for update_big, update_small in zip(big, small):
         scale = max(g.abs().max().item() for g in update_big)
         assert scale > 0
@@ -211,17 +218,9 @@ def _recomputed_in_backward(model, monkeypatch):
 @pytest.mark.parametrize("algorithm", ["rloo", "ppo"])
 def test_gradient_checkpointing_really_runs_and_changes_no_number(tiny, algorithm, monkeypatch):
     policy, tokenizer, prompts = tiny
-    gold = lambda p, r: torch.tensor([world.gold_reward(a, b) for a, b in zip(p, r)])   # noqa: E731
-    apply = pg.apply_gradients
     runs = []
     for checkpointing in (False, True):
-        grads = []
-
-        def recording(optimizer, params, max_grad_norm):
-            grads.append([p.grad.clone() for p in params if p.grad is not None])
-            apply(optimizer, params, max_grad_norm)
-
-        monkeypatch.setattr(pg, "apply_gradients", recording)
+        grads = _grads_at_each_update(monkeypatch)
         model = models.trainable_copy(policy)
         if checkpointing:
             models.enable_checkpointing(model)
@@ -229,13 +228,13 @@ def test_gradient_checkpointing_really_runs_and_changes_no_number(tiny, algorith
         calls = _recomputed_in_backward(model, monkeypatch)
         config = pg.PGConfig(algorithm=algorithm, steps=1, prompts_per_step=2, samples_per_prompt=4,
                              max_new_tokens=16, minibatches=1, ppo_epochs=1)
-        log = pg.train(model, models.frozen_copy(policy), tokenizer, gold, prompts, config, progress=False)
+        log = pg.train(model, models.frozen_copy(policy), tokenizer, _gold, prompts, config, progress=False)
         assert not model.training                         # back in eval mode after the update
         runs.append((calls[0], grads, log[0]["loss"]))
     (calls_plain, grads_plain, loss_plain), (calls_ckpt, grads_ckpt, loss_ckpt) = runs
     assert calls_plain == 0 and calls_ckpt >= 1
     assert loss_ckpt == pytest.approx(loss_plain, abs=1e-6)
-    _assert_same_gradients(grads_plain * 2, grads_ckpt * 2)
+    _assert_same_gradients(grads_plain, grads_ckpt, min_updates=1)
 
 
 def test_gradient_checkpointing_runs_in_dpo(tiny, monkeypatch):
