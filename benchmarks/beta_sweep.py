@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf_lab import dpo, evaluation, models, policy_gradient as pg, reward_model as rm, set_seed, world
+from rlhf_lab import dpo, evaluation, models, policy_gradient as pg, reward_data, reward_model as rm, set_seed, world
 
 OUT = Path("build/beta_sweep")
 BETAS = {"rloo": [0.03, 0.1, 0.3], "grpo": [0.03, 0.1, 0.3], "ppo": [0.03, 0.1, 0.3], "dpo": [0.1, 0.25, 0.5]}
@@ -39,7 +39,7 @@ def run_one(method: str, beta: float, seed: int, policy, tokenizer, proxy, train
     model = models.trainable_copy(policy)
     start = time.perf_counter()
     if method == "dpo":
-        pairs = rm.simulate_comparisons(train_prompts, n_prompts=320, k=16, temperature=1.0, seed=seed)[:19200]
+        pairs = reward_data.simulate_comparisons(train_prompts, n_prompts=320, k=16, temperature=1.0, seed=seed)[:19200]
         dpo.train_dpo(model, ref_model, tokenizer, pairs,
                       dpo.DPOConfig(beta=beta, lr=LR[method], epochs=1, batch_size=240, seed=seed), progress=False)
     else:

@@ -22,11 +22,11 @@ import time
 
 import torch
 
+from rlhf_lab import linear_reward, reward_data, world
 from rlhf_lab import reward_model as rm
-from rlhf_lab import world
 
 
-def run(seed: int, setup: rm.DefaultRewardSetup, n_linear_pairs: int) -> list[dict]:
+def run(seed: int, setup: reward_data.DefaultRewardSetup, n_linear_pairs: int) -> list[dict]:
     """Train both reward models for one seed; one row per model."""
     setup = dataclasses.replace(setup, seed=seed)
     start = time.perf_counter()
@@ -34,9 +34,9 @@ def run(seed: int, setup: rm.DefaultRewardSetup, n_linear_pairs: int) -> list[di
     rows = [{"model": "transformer", "seed": seed, "train_s": info["train_seconds"],
              "total_s": time.perf_counter() - start, **info["held_out"], "scorer": rm.CachedScorer(model, tokenizer)}]
     train_prompts, _ = world.split_prompts(world.load_prompts())
-    _, held_out = rm.default_data(setup)
+    _, held_out = reward_data.default_data(setup)
     start = time.perf_counter()
-    linear, _ = rm.train_linear_reward_model(
+    linear, _ = linear_reward.train_linear_reward_model(
         world.simulate_preferences(n_linear_pairs, setup.temperature, seed, prompts=train_prompts))
     train_s = time.perf_counter() - start
     rows.append({"model": "linear", "seed": seed, "train_s": train_s, "total_s": time.perf_counter() - start,
@@ -50,7 +50,7 @@ def defect_table(rows: list[dict], n: int = 100) -> None:
     print(f"\nminimal pairs on held-out prompts ({n} per defect): share ranked right")
     print(f"{'defect':32}" + "".join(f"{r['model'] + ' ' + str(r['seed']):>16}" for r in rows))
     for defect in world.DEFECTS:
-        recs = rm.simulate_minimal_pairs(test_prompts, {defect: n}, temperature=0.0, seed=123)
+        recs = reward_data.simulate_minimal_pairs(test_prompts, {defect: n}, temperature=0.0, seed=123)
         prompts, good, bad = [r.prompt for r in recs], [r.chosen for r in recs], [r.rejected for r in recs]
         cells = [float((torch.as_tensor(r["scorer"](prompts, good)) > torch.as_tensor(r["scorer"](prompts, bad)))
                        .float().mean()) for r in rows]
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    setup = rm.DefaultRewardSetup()
+    setup = reward_data.DefaultRewardSetup()
     for i, stage in enumerate(setup.stages, 1):
         print(f"stage {i}: {stage.n_random_pairs} random pairs + minimal pairs {stage.per_defect()}, "
               f"{stage.epochs} epoch(s) at lr {stage.lr}")

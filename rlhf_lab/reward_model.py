@@ -1,215 +1,63 @@
-"""Reward models learned from pairwise preferences with the Bradley-Terry loss.
+"""The transformer reward model: a language model with a scalar head, trained on clicks, and judged on held-out ones.
 
-A reward model r(x, y) gives a number to a response y to a prompt x. People do not write those
-numbers down; they click the better of two responses. The Bradley-Terry model (Bradley & Terry
-1952) links the two: the chance that y_c is preferred over y_r is ``sigmoid(r(x, y_c) - r(x, y_r))``.
-Maximising the likelihood of the recorded clicks gives the loss of InstructGPT (Ouyang et al. 2022,
-Eq. 1), :func:`bradley_terry_loss`. Only reward *differences* enter it, so a reward model's zero is
-arbitrary and its scale is set by how noisy the clicks were.
+A reward model r(x, y) gives a number to a response y to a prompt x, and learns it from clicks between two
+responses with the Bradley-Terry loss (``bradley_terry``). This one is the tiny GPT-2 backbone (or a hub model)
+with a scalar head (``AutoModelForSequenceClassification`` with ``num_labels=1``), reading
+``format_prompt(prompt) + format_response(response) + EOS`` (:func:`encode_for_reward`) and pooling the last
+token that is not padding: ``*ForSequenceClassification`` looks for the last token that differs from
+``pad_token_id``. The tiny policy has its own pad token, so that is the EOS; for a hub model whose pad token
+*is* its EOS (gpt2, SmolLM2) it is the token before the EOS, which works as well.
 
-Two reward models, both trained with that one loss:
-
-* :class:`LinearRewardModel`: one weight per hand-made feature (:data:`FEATURES`: the counts a careful
-  reader notices, ``world.read_reply``, and length buckets). Trains in a second; its
-  weights can be read next to the gold reward's parts.
-* a **transformer** reward model: the tiny GPT-2 backbone with a scalar head
-  (``AutoModelForSequenceClassification`` with ``num_labels=1``), reading
-  ``format_prompt(prompt) + format_response(response) + EOS`` (:func:`encode_for_reward`) and
-  pooling the last token that is not padding: ``*ForSequenceClassification`` looks for the last token
-  that differs from ``pad_token_id``. The tiny policy has its own pad token, so that is the EOS; for a hub
-  model whose pad token *is* its EOS (gpt2, SmolLM2) it is the token before the EOS, which works as well.
-  :func:`load_reward_model`, :func:`save_reward_model`,
-  :func:`train_reward_model`, :func:`score`. It needs many more clicks than fifteen weights do, so it is
-  trained on k-way comparisons (:func:`simulate_comparisons`: k responses to a prompt, every pair
+* the model: :func:`load_reward_model`, :func:`save_reward_model`, :func:`score`.
+* training: :func:`train_reward_model`, the course's pairwise trainer (``pairwise.train_pairwise``) with the
+  reward head as the scorer. It needs many more clicks than the fifteen weights of ``linear_reward`` do, so it
+  is trained on k-way comparisons (``reward_data.simulate_comparisons``: k responses to a prompt, every pair
   clicked), which give k(k-1)/2 clicks for k forward passes (InstructGPT's trick).
+* evaluation, of any reward model (a ``linear_reward.LinearRewardModel``, this one, or any function
+  ``f(prompts, responses) -> rewards``, :data:`Scorer`): :func:`accuracy` against the rater's clicks,
+  :func:`gold_accuracy` against the noise-free gold preference, :func:`calibration`, :func:`worst_ranked`, and
+  :func:`evaluate`, which puts these next to ``world.bayes_ceiling`` on the same pairs: the best accuracy any
+  model can expect on noisy clicks. :class:`CachedScorer` makes a transformer read each held-out text once
+  however often it is evaluated.
+* the course's reward model (used from notebook 04 on): :func:`build_default_reward_model` trains it on the
+  recipe of ``reward_data.DefaultRewardSetup`` (random pairs and minimal pairs) and saves it; the repository
+  ships it in ``data/reward-model``, as it ships the tiny policy. :func:`default_reward_model` loads it, building
+  it first if it is missing; ``python -m rlhf_lab.reward_model`` rebuilds it from the command line (about 8
+  minutes on 2 cores).
 
-Evaluation works on any of them (and on any function ``f(prompts, responses) -> rewards``):
-:func:`accuracy` against the rater's clicks, :func:`gold_accuracy` against the noise-free gold
-preference, :func:`calibration`, :func:`worst_ranked`, and :func:`evaluate`, which puts these next to
-``world.bayes_ceiling`` on the same pairs: the best accuracy any model can expect on noisy clicks.
-:class:`CachedScorer` makes a transformer read each held-out text once however often it is evaluated.
-
-:func:`build_default_reward_model` trains the course's reward model (used from notebook 04 on) on random
-pairs and on **minimal pairs** (:func:`simulate_minimal_pairs`: a reply against the same reply with one
-defect), and saves it; the repository ships it in ``data/reward-model``, as it ships the tiny policy.
-:func:`default_reward_model` loads it, building it first if it is missing; ``python -m rlhf_lab.reward_model``
-rebuilds it from the command line (about 8 minutes on 2 cores).
+Shapes: B = (prompt, response) texts, L = tokens; the model reads (B, L) right-padded ids and gives (B,) rewards.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import itertools
 import json
 import math
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import (AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel,
                           PreTrainedTokenizerBase)
 
 from rlhf_lab import world
-from rlhf_lab.accumulation import backward_in_micro_batches
+from rlhf_lab.bradley_terry import bradley_terry_loss
 from rlhf_lab.generation import check_length, pad_right
-from rlhf_lab.models import (DEFAULT_POLICY, portable_tokenizer_config, quiet_transformers, resolve_device, resolve_model_source, transformers_at_least, tokenize_prompts,
-                             tokenize_responses)
+from rlhf_lab.linear_reward import LinearRewardModel
+from rlhf_lab.models import (DEFAULT_POLICY, portable_tokenizer_config, quiet_transformers, resolve_device,
+                             resolve_model_source, tokenize_prompts, tokenize_responses, transformers_at_least)
+from rlhf_lab.pairwise import Pairs, index_records, share_right, train_pairwise
 from rlhf_lab.paths import DATA
 from rlhf_lab.preferences import PreferenceRecord
+from rlhf_lab.reward_data import DefaultRewardSetup, default_data, stage_data
 
 #: The course's reward model, shipped with the repository (rebuilt by ``python -m rlhf_lab.reward_model``).
 DEFAULT_REWARD_MODEL = DATA / "reward-model"
 #: A file next to the saved weights that records how the reward model was trained and how well it did.
 INFO_FILE = "reward_model_info.json"
-
-
-# ----------------------------------------------------------------------------- the loss
-def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
-                       margin: torch.Tensor | float | None = None,
-                       targets: torch.Tensor | None = None) -> torch.Tensor:
-    """Bradley-Terry negative log-likelihood of the clicks: ``mean(-log sigmoid(r_c - r_r))``.
-
-    Bradley & Terry (1952); the reward-model loss of InstructGPT (Ouyang et al. 2022, Eq. 1).
-
-    chosen_rewards:   (B,) r(x, y_chosen) for each pair.
-    rejected_rewards: (B,) r(x, y_rejected) for each pair.
-    margin:           optional (B,) or scalar m subtracted inside the sigmoid, ``-log sigmoid(r_c - r_r - m)``:
-                      asks for a larger gap on pairs the raters found clearly different (Llama 2,
-                      Touvron et al. 2023, Eq. 2). None means 0.
-    targets:          optional (B,) probability that chosen really is preferred: 1 for an ordinary click,
-                      0.5 for a tie (``PreferenceRecord.tie``). The loss is then the cross-entropy
-                      ``-[t log sigmoid(d) + (1 - t) log sigmoid(-d)]`` with d = r_c - r_r (- m), which is
-                      the formula above when t = 1 and pulls d towards 0 when t = 0.5. None means all 1.
-    Returns a scalar tensor (the mean over the B pairs). ``F.logsigmoid`` keeps it finite for large |d|.
-    """
-    if chosen_rewards.shape != rejected_rewards.shape or chosen_rewards.dim() != 1:
-        raise ValueError(f"chosen_rewards and rejected_rewards must both have shape (B,), got "
-                         f"{tuple(chosen_rewards.shape)} and {tuple(rejected_rewards.shape)}")
-    diff = chosen_rewards - rejected_rewards
-    if margin is not None:
-        diff = diff - margin
-    if targets is None:
-        return -F.logsigmoid(diff).mean()
-    targets = targets.to(diff.dtype)
-    return -(targets * F.logsigmoid(diff) + (1 - targets) * F.logsigmoid(-diff)).mean()
-
-
-def tie_targets(records: Sequence[PreferenceRecord]) -> torch.Tensor:
-    """(B,) targets for :func:`bradley_terry_loss`: 0.5 for a tie, 1 for an ordinary click."""
-    return torch.tensor([0.5 if r.tie else 1.0 for r in records])
-
-
-# ----------------------------------------------------------------------------- a linear reward model
-#: The hand-made features of :func:`featurize`, in order: the counts a careful reader notices
-#: (``world.read_reply``), uncapped, and length as three buckets (8-30 words: all 0).
-FEATURES = ("answers the question", "answers another question", "advice sentences", "hedges",
-            "names the topic", "names another topic", "polite phrases", "rude phrases", "garbled sentences",
-            "unfinished", "out of place", "repeated sentences", "0-2 words", "3-7 words", "over 30 words")
-
-
-def featurize(prompt: world.Prompt | str, response: str) -> list[float]:
-    """The :data:`FEATURES` of one (prompt, response), read with the world's own ``read_reply``.
-
-    Counts are NOT capped (the gold reward caps most of them) and length is three buckets (gold is a
-    per-word penalty), so the linear model can approximate gold well but not exactly.
-    """
-    r = world.read_reply(prompt, response)
-    n = r.n_words
-    return [float(r.fitting_answers > 0), float(r.fitting_answers == 0 and r.other_answers > 0), float(r.advice),
-            float(r.vague), float(r.names_topic), float(r.off_topic), float(r.polite), float(r.rude),
-            float(r.malformed), float(r.unfinished), float(r.misplaced), float(r.repeated),
-            float(n <= 2), float(3 <= n <= 7), float(n > 30)]
-
-
-def feature_matrix(prompts: Sequence[world.Prompt | str], responses: Sequence[str]) -> torch.Tensor:
-    """:func:`featurize` for each (prompt, response). Shape: (B, len(FEATURES)) float32."""
-    if len(prompts) != len(responses):
-        raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
-    return torch.tensor([featurize(p, r) for p, r in zip(prompts, responses)],
-                        dtype=torch.float32).reshape(len(prompts), len(FEATURES))
-
-
-class LinearRewardModel(torch.nn.Module):
-    """r(x, y) = w . features(x, y): one readable weight per feature, no bias (BT ignores a constant)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.weight = torch.nn.Parameter(torch.zeros(len(FEATURES)))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, len(FEATURES)) features -> (B,) rewards."""
-        return features @ self.weight
-
-    @torch.no_grad()
-    def score(self, prompts: Sequence[world.Prompt | str], responses: Sequence[str]) -> torch.Tensor:
-        """Rewards of (prompt, response) pairs given as texts. Shape: (B,)."""
-        return self(feature_matrix(prompts, responses))
-
-    def weights(self) -> dict[str, float]:
-        """The learned weight of each feature, by name."""
-        return dict(zip(FEATURES, self.weight.detach().tolist()))
-
-
-def train_linear_reward_model(records: Sequence[PreferenceRecord], steps: int = 300, lr: float = 0.1,
-                              weight_decay: float = 0.0) -> tuple[LinearRewardModel, list[float]]:
-    """Fit a :class:`LinearRewardModel` to preference records with :func:`bradley_terry_loss`.
-
-    Full-batch Adam from all-zero weights, so the result is deterministic (no seed needed); a few hundred
-    steps converge for thousands of pairs in about a second. ``weight_decay`` is an L2 penalty
-    ``weight_decay * |w|^2`` added to the loss. Ties train towards equal rewards (target 0.5).
-    Returns the model and the loss after each step.
-    """
-    if not records:
-        raise ValueError("train_linear_reward_model needs at least one preference record")
-    chosen = feature_matrix([r.prompt for r in records], [r.chosen for r in records])
-    rejected = feature_matrix([r.prompt for r in records], [r.rejected for r in records])
-    targets = tie_targets(records)
-    model = LinearRewardModel()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    with _one_thread():   # tensors this small only lose time to thread synchronisation
-        for _ in range(steps):
-            loss = bradley_terry_loss(model(chosen), model(rejected), targets=targets)
-            losses.append(loss.item())
-            loss = loss + weight_decay * model.weight.pow(2).sum()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model, losses
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run torch on one thread inside the block (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def gold_feature_weights(prompts: Sequence[world.Prompt], n: int = 4000, seed: int = 0) -> dict[str, float]:
-    """The best linear approximation of ``world.gold_reward`` in :data:`FEATURES`, for comparison.
-
-    Least squares of gold on the features (plus an intercept, dropped) over ``n`` candidate responses to
-    random ``prompts``. A BT model trained on clicks of a rater with temperature T should learn about
-    these weights divided by T (the rater's P = sigmoid(gold difference / T)).
-    """
-    rng = random.Random(seed)
-    pairs = [(p, world.candidate_responses(p, 1, rng)[0]) for p in rng.choices(list(prompts), k=n)]
-    x = feature_matrix([p for p, _ in pairs], [r for _, r in pairs]).double()
-    x = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], dim=1)
-    y = torch.tensor([world.gold_reward(p, r) for p, r in pairs], dtype=x.dtype)
-    w = torch.linalg.lstsq(x, y.unsqueeze(1)).solution.squeeze(1)[:-1]
-    return dict(zip(FEATURES, w.tolist()))
 
 
 # ----------------------------------------------------------------------------- the transformer reward model
@@ -325,176 +173,54 @@ class RewardHistory:
 
 
 @dataclass
-class _Comparisons:
-    """Preference records as the trainer sees them: every distinct (prompt, response) text once."""
+class _Comparisons(Pairs):
+    """Preference records as the trainer sees them: every distinct (prompt, response) text once, as one row;
+    ``groups`` link the records that share responses (e.g. all pairs of one ranking)."""
     input_ids: torch.Tensor       # (U, L) right-padded, one row per distinct (prompt, response)
     attention_mask: torch.Tensor  # (U, L)
-    chosen: torch.Tensor          # (N,) long: row of each record's chosen response
-    rejected: torch.Tensor        # (N,) long: row of each record's rejected response
-    targets: torch.Tensor         # (N,) 1 for a click, 0.5 for a tie
-    groups: list[list[int]]       # records linked by shared responses (e.g. all pairs of one ranking)
 
-
-def _comparisons(tokenizer: PreTrainedTokenizerBase, records: Sequence[PreferenceRecord]) -> _Comparisons:
-    """Encode each distinct (prompt, response) once and group the records that share responses."""
-    rows: dict[tuple[str, str], int] = {}
-    chosen = [rows.setdefault((r.prompt, r.chosen), len(rows)) for r in records]
-    rejected = [rows.setdefault((r.prompt, r.rejected), len(rows)) for r in records]
-    parent = list(range(len(rows)))             # union-find over rows: a record links its two responses
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for c, r in zip(chosen, rejected):
-        parent[root(c)] = root(r)
-    groups: dict[int, list[int]] = {}
-    for i, c in enumerate(chosen):
-        groups.setdefault(root(c), []).append(i)
-    ids, mask = encode_for_reward(tokenizer, [p for p, _ in rows], [r for _, r in rows])
-    return _Comparisons(ids, mask, torch.tensor(chosen), torch.tensor(rejected), tie_targets(records),
-                        list(groups.values()))
-
-
-def group_batches(groups: list[list[int]], batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch: groups in random order, packed into batches of at least ``batch_size`` records."""
-    batches, current = [], []
-    for g in torch.randperm(len(groups), generator=generator).tolist():
-        current += groups[g]
-        if len(current) >= batch_size:
-            batches.append(torch.tensor(current))
-            current = []
-    if current:
-        batches.append(torch.tensor(current))
-    return batches
+    @classmethod
+    def from_records(cls, tokenizer: PreTrainedTokenizerBase, records: Sequence[PreferenceRecord]) -> "_Comparisons":
+        """Encode each distinct (prompt, response) once and group the records that share responses."""
+        texts, pairs = index_records(records, group_by="response")
+        ids, mask = encode_for_reward(tokenizer, [p for p, _ in texts], [r for _, r in texts])
+        return cls(pairs.chosen, pairs.rejected, pairs.targets, pairs.groups, ids, mask)
 
 
 def train_reward_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                        train_records: Sequence[PreferenceRecord], val_records: Sequence[PreferenceRecord] = (),
                        config: RewardTrainConfig | None = None, progress: bool = True) -> RewardHistory:
-    """Train a transformer reward model in place on preference records with :func:`bradley_terry_loss`.
+    """Train a transformer reward model in place on preference records with ``bradley_terry_loss``.
 
     Each step takes about ``batch_size`` records and scores every distinct response among them once, in
     one forward pass. Records that share a response (the k(k-1)/2 pairs of one ranking of k responses,
-    :func:`simulate_comparisons`) always go into the same batch, so a ranking of k responses costs k
-    forward passes for all its pairs: InstructGPT's trick (Ouyang et al. 2022, Sec. 3.5).
-    AdamW, linear warm-up then linear decay, gradient clipping. After every epoch the accuracy on
-    ``val_records`` is measured (skipped when there are none). Ties train towards equal rewards.
-    Returns a :class:`RewardHistory`; the model is left in eval mode.
+    ``reward_data.simulate_comparisons``) always go into the same batch, so a ranking of k responses costs k
+    forward passes for all its pairs: InstructGPT's trick (Ouyang et al. 2022, Sec. 3.5). The loop is the
+    course's pairwise trainer (``pairwise.train_pairwise``: AdamW, linear warm-up then linear decay, gradient
+    clipping, micro-batches) with the reward head as the scorer; dropout stays on. After every epoch the
+    accuracy on ``val_records`` is measured (skipped when there are none). Ties train towards equal rewards.
+    Raises FloatingPointError with the step number if the loss stops being finite. Returns a
+    :class:`RewardHistory`; the model is left in eval mode.
     """
-    from rlhf_lab.pretrain import make_optimizer  # AdamW, decay on matrices only (one copy, in pretrain.py)
-
     config = config or RewardTrainConfig()
     if not train_records:
         raise ValueError("train_reward_model needs at least one training record")
-    data = _comparisons(tokenizer, train_records)
-    generator = torch.Generator().manual_seed(config.seed)
-    plan = [group_batches(data.groups, config.batch_size, generator) for _ in range(config.epochs)]
-    total = sum(len(epoch) for epoch in plan)
-    warmup = max(1, round(config.warmup_fraction * total))
-    optimizer = make_optimizer(model, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    data = _Comparisons.from_records(tokenizer, train_records)
+
+    def rewards(rows: torch.Tensor, sub: torch.Tensor) -> torch.Tensor:     # (len(sub),) with gradients
+        width = int(data.attention_mask[rows].sum(1).max())                  # the step's longest text
+        return reward_forward(model, data.input_ids[rows[sub], :width], data.attention_mask[rows[sub], :width])
+
+    def loss(chosen: torch.Tensor, rejected: torch.Tensor, targets: torch.Tensor):
+        return bradley_terry_loss(chosen, rejected, targets=targets), chosen.detach(), rejected.detach()
 
     history = RewardHistory()
-    start = time.perf_counter()
-    bar = tqdm(total=total, desc="reward model", disable=not progress)
-    for epoch in plan:
-        model.train()
-        for records in epoch:
-            rows, where = torch.unique(torch.cat([data.chosen[records], data.rejected[records]]), return_inverse=True)
-            width = int(data.attention_mask[rows].sum(1).max())
-
-            def loss_fn(rewards, records=records, where=where):           # (R,) one reward per distinct text
-                r_chosen, r_rejected = rewards[where[:len(records)]], rewards[where[len(records):]]
-                loss = bradley_terry_loss(r_chosen, r_rejected, targets=data.targets[records].to(rewards.device))
-                return loss, (r_chosen.detach(), r_rejected.detach())
-
-            optimizer.zero_grad(set_to_none=True)
-            loss, _, (r_chosen, r_rejected) = backward_in_micro_batches(
-                lambda sub, rows=rows, width=width: reward_forward(model, data.input_ids[rows[sub], :width],
-                                                                   data.attention_mask[rows[sub], :width]),
-                len(rows), loss_fn, config.micro_batch_size)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            history.loss.append(loss.item())
-            history.train_accuracy.append((r_chosen > r_rejected).float().mean().item())
-            bar.update(1)
-            if len(history.loss) % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean(history.loss[-10:]):.3f}")
-        history.epoch_end_steps.append(len(history.loss))
-        if val_records:
-            history.val_accuracy.append(accuracy(model, val_records, tokenizer, config.eval_batch_size))
-            bar.set_postfix(loss=f"{np.mean(history.loss[-len(epoch):]):.3f}", val_acc=f"{history.val_accuracy[-1]:.3f}")
-    bar.close()
-    model.eval()
-    history.seconds = time.perf_counter() - start
-    return history
-
-
-def simulate_comparisons(prompts: Sequence[world.Prompt], n_prompts: int, k: int, temperature: float = 1.0,
-                         seed: int = 0) -> list[PreferenceRecord]:
-    """Comparison data as InstructGPT collected it: k responses to one prompt, every pair judged.
-
-    For each of ``n_prompts`` random prompts, ``k`` distinct candidate responses; the simulated rater
-    (``world.SimulatedRater(temperature, seed)``) clicks each of the k(k-1)/2 pairs, independently, so
-    the clicks need not form a consistent ranking. Returns the records, those of one prompt together.
-    """
-    if k < 2:
-        raise ValueError(f"a comparison needs k >= 2 responses, got k={k}")
-    rng = random.Random(seed)
-    rater = world.SimulatedRater(temperature=temperature, seed=seed)
-    records = []
-    for _ in range(n_prompts):
-        prompt = rng.choice(list(prompts))
-        responses: list[str] = []
-        for _ in range(20 * k):                # draw until k distinct responses (or give up with fewer)
-            r = world.candidate_responses(prompt, 1, rng)[0]
-            if r not in responses:
-                responses.append(r)
-            if len(responses) == k:
-                break
-        records += [rater.rate(prompt, a, b, source=f"{k}-way") for a, b in itertools.combinations(responses, 2)]
-    return records
-
-
-#: The defects a reward model learns slowest from unrelated pairs, because seeing them takes the prompt or
-#: the reply's other sentences: they get the most minimal pairs in the course's reward-model data.
-RELATIONAL_DEFECTS = ("garbled", "said twice", "another topic's answer", "sign-off about another topic")
-
-
-def simulate_minimal_pairs(prompts: Sequence[world.Prompt], per_defect: dict[str, int], temperature: float = 1.0,
-                           seed: int = 0, rng: random.Random | None = None) -> list[PreferenceRecord]:
-    """Clicks on minimal pairs: a fluent reply against the same reply with one defect (``world.with_defect``).
-
-    ``per_defect`` maps each of ``world.DEFECTS`` to how many pairs to make; ``rng`` (default
-    ``random.Random(seed)``) draws the prompts and replies, the rater clicks with ``seed``. Such a pair differs in one thing
-    only, so its click is the clearest lesson about what that one thing costs; a reward model needs a few
-    thousand of them to learn a defect that only the prompt or the other sentences reveal (another topic's
-    answer, a repeated sentence), and random pairs hold too few. For "sign-off about another topic" the
-    fluent reply first gets a sign-off about its own topic, so the pair differs in the sign-off's topic alone.
-    """
-    unknown = set(per_defect) - set(world.DEFECTS)
-    if unknown:
-        raise ValueError(f"unknown defects {sorted(unknown)}; choose from {world.DEFECTS}")
-    rng = random.Random(seed) if rng is None else rng   # pass one to go on drawing from it (stage_data does)
-    rater = world.SimulatedRater(temperature=temperature, seed=seed)
-    records = []
-    for defect, n in per_defect.items():
-        made = 0
-        while made < n:
-            prompt = rng.choice(list(prompts))
-            base = world.candidate_responses(prompt, 1, rng, mistakes=False)[0]
-            if defect == "sign-off about another topic":
-                base = _with_own_signoff(prompt, base, rng)
-            worse = world.with_defect(prompt, base, defect, rng)
-            if worse is not None and worse != base:
-                records.append(rater.rate(prompt, base, worse, source=f"minimal pair: {defect}"))
-                made += 1
-    return records
+    model.train()
+    return train_pairwise(
+        model, data, rewards, loss, config, history,
+        lambda chosen, rejected, _: history.train_accuracy.append((chosen > rejected).float().mean().item()),
+        (lambda: accuracy(model, val_records, tokenizer, config.eval_batch_size)) if val_records else None,
+        name="reward model", progress=progress)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -524,35 +250,6 @@ def reward_margins(model: Scorer, records: Sequence[PreferenceRecord],
     rewards = rewards_of(model, prompts + prompts, [r.chosen for r in records] + [r.rejected for r in records],
                          tokenizer, batch_size)
     return rewards[:len(records)] - rewards[len(records):]
-
-
-def load_my_ratings(folder: str | Path, exclude_prompts: Iterable[str] = (), verbose: bool = True
-                    ) -> list[PreferenceRecord]:
-    """Every preference record in the ``*.jsonl`` files of ``folder`` (your clicks from notebook 02), deduplicated.
-
-    TRL exports (``*_trl.jsonl``, copies of the same clicks) are left out, and so are records whose prompt is
-    in ``exclude_prompts`` (held-out prompts would leak into the test). Files are read with
-    ``strict=False``: a line that is not a preference record (a score file's, say) is skipped with a
-    warning. With ``verbose`` one line per file says what was read, skipped and left out.
-    """
-    import warnings
-
-    from rlhf_lab.preferences import deduplicate, read_preferences
-
-    excluded = {world.prompt_text(p) for p in exclude_prompts}
-    found: list[PreferenceRecord] = []
-    for path in sorted(Path(folder).glob("*.jsonl")):
-        if path.name.endswith("_trl.jsonl"):
-            continue
-        with warnings.catch_warnings(record=True) as skipped:
-            warnings.simplefilter("always")
-            records = read_preferences(path, strict=False)
-        kept = [r for r in records if r.prompt not in excluded]
-        if verbose:
-            print(f"{path.name}: {len(records)} preference records ({len(skipped)} lines skipped), "
-                  f"{len(records) - len(kept)} on held-out prompts left out")
-        found += kept
-    return deduplicate(found)
 
 
 class CachedScorer:
@@ -594,7 +291,7 @@ def accuracy(model: Scorer, records: Sequence[PreferenceRecord], tokenizer: PreT
     An equal reward counts as half right (the model has no preference, a coin would be right half the time).
     """
     margins = reward_margins(model, _without_ties(records), tokenizer, batch_size)
-    return float(((margins > 0).float() + 0.5 * (margins == 0).float()).mean())
+    return share_right(margins)
 
 
 def gold_accuracy(model: Scorer, records: Sequence[PreferenceRecord],
@@ -677,87 +374,7 @@ def evaluate(model: Scorer, records: Sequence[PreferenceRecord], temperature: fl
             "n": len(records)}
 
 
-# ----------------------------------------------------------------------------- the course's default reward model
-@dataclass
-class RewardStage:
-    """One stage of the course's reward-model training: its clicks and how it trains on them."""
-    n_random_pairs: int           # independent pairs of candidates on the TRAIN prompts, one click each
-    relational_pairs: int         # minimal pairs for each of RELATIONAL_DEFECTS (another topic's answer, ...)
-    local_pairs: int              # minimal pairs for each other defect of ``world.DEFECTS`` (cut off, rude, ...)
-    epochs: int                   # passes over this stage's clicks
-    lr: float                     # peak AdamW learning rate
-    seed: int                     # seeds this stage's clicks
-
-    def per_defect(self) -> dict[str, int]:
-        """How many minimal pairs of each defect this stage's clicks hold."""
-        return {d: self.relational_pairs if d in RELATIONAL_DEFECTS else self.local_pairs for d in world.DEFECTS}
-
-
-def _default_stages() -> list[RewardStage]:
-    # First mostly minimal pairs of the relational defects: in a mixture with many random pairs the model
-    # learns the local signals and never finds these (measured: another topic's answer ranked right at
-    # chance). Then random pairs with some minimal pairs of every defect, at a lower rate, so the common
-    # signals are learned without forgetting the rare ones.
-    return [RewardStage(n_random_pairs=4000, relational_pairs=3000, local_pairs=0, epochs=2, lr=1e-3, seed=0),
-            RewardStage(n_random_pairs=6000, relational_pairs=750, local_pairs=300, epochs=1, lr=5e-4, seed=10)]
-
-
-#: torch's own default seed (what ``torch.initial_seed()`` is before anything seeds it). The shipped reward
-#: model's head was initialised from it; other head seeds learned the relational defects less well (another
-#: topic's answer ranked right 67 % of the time instead of 90 %): a small model's training is that fragile.
-TORCH_DEFAULT_SEED = 67280421310721
-
-
-@dataclass
-class DefaultRewardSetup:
-    """The data and training of the course's reward model (shipped in ``data/reward-model``, used from notebook
-    03 on). ``python -m rlhf_lab.reward_model`` trains this recipe in about 9 minutes on 2 cores. The shipped model
-    was trained on clicks of the gold reward before one later change (``phrasebook.EITHER_END``), so a rebuild
-    differs a little: measured 0.718 held-out accuracy against the shipped model's 0.737 (its info file says so)."""
-    stages: list[RewardStage] = field(default_factory=_default_stages)  # trained one after the other
-    n_held_out_pairs: int = 1000  # independent held-out pairs on the TEST prompts (``world.split_prompts``)
-    temperature: float = 1.0      # rater noise of the simulated rater (the ceiling is about 0.84 at 1.0)
-    batch_size: int = 32          # pairs per step (about 32 prompts: the gradient sees many prompts at once)
-    head_seed: int = TORCH_DEFAULT_SEED  # seeds the new scalar head's initial weights
-    seed: int = 0                 # seeds the held-out pairs and the batches
-
-
-def stage_data(setup: DefaultRewardSetup, stage: int) -> list[PreferenceRecord]:
-    """The training clicks of ``setup.stages[stage]``: random pairs and minimal pairs on the train prompts, shuffled.
-
-    The first stage draws its minimal pairs and then shuffles with one generator, later stages shuffle with
-    a fresh one (the recipe the shipped model was trained with).
-    """
-    s = setup.stages[stage]
-    train_prompts, _ = world.split_prompts(world.load_prompts())
-    records = world.simulate_preferences(s.n_random_pairs, setup.temperature, s.seed, prompts=train_prompts)
-    if stage == 0:
-        rng = random.Random(s.seed)
-        records += simulate_minimal_pairs(train_prompts, s.per_defect(), setup.temperature, s.seed, rng=rng)
-        rng.shuffle(records)
-        return records
-    records += simulate_minimal_pairs(train_prompts, s.per_defect(), setup.temperature, s.seed + 2)
-    random.Random(0).shuffle(records)
-    return records
-
-
-def _with_own_signoff(prompt: world.Prompt, reply: str, rng: random.Random) -> str:
-    """``reply`` with its sign-offs replaced by one that names the prompt's topic."""
-    g = world.grammar()
-    kept = [x for x in world.split_sentences(reply)[0] if g.get(x) is None or g[x].role != "closing"]
-    return " ".join(kept + [rng.choice([c for c in world.CLOSINGS if "{ref}" in c]).format(ref=world.TOPIC_REF[prompt.topic])])
-
-
-def default_data(setup: DefaultRewardSetup) -> tuple[list[PreferenceRecord], list[PreferenceRecord]]:
-    """(train, held-out) simulated records: every stage's training clicks (:func:`stage_data`), and independent
-    pairs on the test prompts."""
-    _, test_prompts = world.split_prompts(world.load_prompts())
-    train = [r for i in range(len(setup.stages)) for r in stage_data(setup, i)]
-    held_out = world.simulate_preferences(setup.n_held_out_pairs, setup.temperature, setup.seed + 1,
-                                          prompts=test_prompts)
-    return train, held_out
-
-
+# ----------------------------------------------------------------------------- the course's reward model
 def build_default_reward_model(path: str | Path | None = DEFAULT_REWARD_MODEL,
                                policy: str | Path = DEFAULT_POLICY, setup: DefaultRewardSetup | None = None,
                                progress: bool = True) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, dict]:

@@ -27,6 +27,17 @@ def one_thread():
 _NOTEBOOK_TIMES: list = []
 
 
+@pytest.fixture(scope="module")
+def tiny(one_thread):
+    """The shipped tiny policy and its tokenizer, loaded once per module; tests train deep copies of it (on one
+    thread)."""
+    from rlhf_lab.models import DEFAULT_POLICY, load_policy
+
+    if not (DEFAULT_POLICY / "config.json").exists():
+        pytest.skip(f"no tiny policy at {DEFAULT_POLICY}: build it with python -m rlhf_lab.pretrain")
+    return load_policy(DEFAULT_POLICY)
+
+
 @pytest.fixture(scope="session")
 def notebook_times():
     """Run results of the course notebooks executed in this session (rlhf_lab.course.RunResult)."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rlhf_lab.dpo import DPOConfig, PairData, dpo_loss, implicit_accuracy, implicit_reward, train_dpo
-from rlhf_lab.models import DEFAULT_POLICY, frozen_copy, load_policy
+from rlhf_lab.models import frozen_copy
 from rlhf_lab.preferences import PreferenceRecord
 
 
@@ -152,14 +152,6 @@ PAIRS = [  # (prompt, chosen, rejected): gold prefers the helpful, polite, on-to
     ("Help me make a plan to learn Spanish.", "Try to spend twenty minutes on it every day. Thanks for asking!",
      "Maybe."),
 ]
-
-
-@pytest.fixture(scope="module")
-def tiny(one_thread):
-    """The shipped tiny policy, loaded once; tests train deep copies of it (on one thread, see conftest.py)."""
-    if not (DEFAULT_POLICY / "config.json").exists():
-        pytest.skip(f"no tiny policy at {DEFAULT_POLICY}: build it with python -m rlhf_lab.pretrain")
-    return load_policy(DEFAULT_POLICY)
 
 
 def test_pair_data_scores_each_response_once(tiny):

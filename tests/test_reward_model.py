@@ -1,6 +1,7 @@
-"""Reward models: the Bradley-Terry loss by hand and against a library formula, the linear model's
-weights against gold's, the evaluation functions on hand-made cases, and a transformer reward model
-that must learn to within a few points of the Bayes ceiling (fixed seeds, small budget)."""
+"""The transformer reward model (``reward_model.py``): the evaluation functions on hand-made cases, encoding,
+scoring, saving, a training run that must learn within a few points of the Bayes ceiling (fixed seeds, small
+budget), the stop on a NaN loss, and the shipped model against its info file.
+(The loss: test_bradley_terry.py; the linear model: test_linear_reward.py; the data: test_reward_data.py.)"""
 from __future__ import annotations
 
 import dataclasses
@@ -11,10 +12,9 @@ import time
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
+from rlhf_lab import reward_data, world
 from rlhf_lab import reward_model as rm
-from rlhf_lab import world
 from rlhf_lab.models import DEFAULT_POLICY, format_prompt, format_response
 from rlhf_lab.preferences import PreferenceRecord
 from rlhf_lab.seed import set_seed as rlhf_lab_seed
@@ -27,92 +27,6 @@ GARDEN = world.Prompt("What do you think about my plan to start a vegetable gard
 @pytest.fixture(scope="module")
 def split():
     return world.split_prompts(world.load_prompts())
-
-
-# ----------------------------------------------------------------------------- the loss
-def test_bt_loss_by_hand():
-    # pair 1: r_c - r_r = 1 -> -log sigmoid(1) = log(1 + e^-1) = 0.313262
-    # pair 2: r_c - r_r = 0 -> -log sigmoid(0) = log 2          = 0.693147
-    # pair 3: r_c - r_r = -2 -> log(1 + e^2)                    = 2.126928
-    loss = rm.bradley_terry_loss(torch.tensor([1.0, 0.5, -1.0]), torch.tensor([0.0, 0.5, 1.0]))
-    assert loss.item() == pytest.approx((0.313262 + 0.693147 + 2.126928) / 3, abs=1e-5)
-    # with a margin of 1 on every pair: differences 0, -1, -3
-    loss = rm.bradley_terry_loss(torch.tensor([1.0, 0.5, -1.0]), torch.tensor([0.0, 0.5, 1.0]), margin=1.0)
-    assert loss.item() == pytest.approx((0.693147 + 1.313262 + 3.048587) / 3, abs=1e-5)
-
-
-def test_bt_loss_matches_direct_formula_and_library():
-    g = torch.Generator().manual_seed(0)
-    chosen, rejected = torch.randn(64, generator=g) * 3, torch.randn(64, generator=g) * 3
-    loss = rm.bradley_terry_loss(chosen, rejected)
-    direct = -torch.log(torch.sigmoid(chosen - rejected)).mean()
-    library = F.binary_cross_entropy_with_logits(chosen - rejected, torch.ones(64))
-    torch.testing.assert_close(loss, direct)
-    torch.testing.assert_close(loss, library)
-    # targets: 1 is the plain loss; soft targets are the library's cross-entropy with those labels
-    t = torch.rand(64, generator=g)
-    torch.testing.assert_close(rm.bradley_terry_loss(chosen, rejected, targets=torch.ones(64)), loss)
-    torch.testing.assert_close(rm.bradley_terry_loss(chosen, rejected, targets=t),
-                               F.binary_cross_entropy_with_logits(chosen - rejected, t))
-    # margins per pair: same as shifting the difference
-    m = torch.rand(64, generator=g)
-    torch.testing.assert_close(rm.bradley_terry_loss(chosen, rejected, margin=m),
-                               rm.bradley_terry_loss(chosen - m, rejected))
-
-
-def test_bt_loss_gradient_ties_and_extremes():
-    diff = torch.tensor([2.0], requires_grad=True)
-    rm.bradley_terry_loss(diff, torch.zeros(1)).backward()
-    assert diff.grad.item() == pytest.approx(-(1 - 1 / (1 + math.exp(-2))))   # d/dd -log sigmoid(d) = -(1 - sigmoid(d))
-    # a tie (target 0.5) is happiest with equal rewards: zero gradient at d = 0, loss log 2
-    d0 = torch.zeros(1, requires_grad=True)
-    loss = rm.bradley_terry_loss(d0, torch.zeros(1), targets=torch.tensor([0.5]))
-    loss.backward()
-    assert loss.item() == pytest.approx(math.log(2)) and d0.grad.item() == pytest.approx(0.0)
-    tie = PreferenceRecord("p", "a", "b", tie=True)
-    assert rm.tie_targets([tie, PreferenceRecord("p", "a", "b")]).tolist() == [0.5, 1.0]
-    # large differences stay finite (logsigmoid, not log(sigmoid))
-    huge = rm.bradley_terry_loss(torch.tensor([-200.0, 200.0]), torch.zeros(2))
-    assert huge.item() == pytest.approx(100.0)
-    with pytest.raises(ValueError, match="shape"):
-        rm.bradley_terry_loss(torch.zeros(3), torch.zeros(4))
-
-
-# ----------------------------------------------------------------------------- the linear model
-def test_features_of_a_hand_made_response():
-    why = "A vegetable garden is a good plan, since it gives you fresh food all summer."
-    good = f"{why} For your garden, start by setting one small goal for this week. Good luck!"
-    f = dict(zip(rm.FEATURES, rm.featurize(GARDEN, good)))
-    assert f == {"answers the question": 1.0, "answers another question": 0.0, "advice sentences": 1.0, "hedges": 0.0,
-                 "names the topic": 1.0, "names another topic": 0.0, "polite phrases": 1.0, "rude phrases": 0.0,
-                 "garbled sentences": 0.0, "unfinished": 0.0, "out of place": 0.0, "repeated sentences": 0.0,
-                 "0-2 words": 0.0, "3-7 words": 0.0, "over 30 words": 0.0}
-    f = dict(zip(rm.FEATURES, rm.featurize(GARDEN.text, "Whatever. Whatever.")))  # a str prompt works too
-    assert f["rude phrases"] == 2.0 and f["0-2 words"] == 1.0 and f["names the topic"] == 0.0
-    assert f["repeated sentences"] == 1.0
-    f = dict(zip(rm.FEATURES, rm.featurize(GARDEN, "Good luck with your diet! Start small and up build slowly. Hi!")))
-    assert (f["names another topic"], f["garbled sentences"], f["out of place"]) == (1.0, 1.0, 2.0)
-    assert rm.feature_matrix([GARDEN] * 3, ["", "Ok.", good]).shape == (3, len(rm.FEATURES))
-
-
-def test_linear_model_recovers_gold_signs_and_nears_the_ceiling(split):
-    train_prompts, test_prompts = split
-    records = world.simulate_preferences(1200, 1.0, seed=0, prompts=train_prompts)
-    model, losses = rm.train_linear_reward_model(records)
-    assert losses[-1] < losses[0] - 0.2        # learned: starts at log 2 = 0.693
-    w, gold = model.weights(), rm.gold_feature_weights(train_prompts, n=1500)
-    for name in rm.FEATURES:                   # every part pulls the way gold's does, or is too rare to tell
-        assert abs(w[name] - gold[name]) < 0.6 or np.sign(w[name]) == np.sign(gold[name]), (name, w[name], gold[name])
-        if abs(gold[name]) >= 0.9:
-            assert np.sign(w[name]) == np.sign(gold[name]), (name, w[name], gold[name])
-    for name in ("answers the question", "names the topic", "rude phrases", "garbled sentences"):   # about as hard (T = 1)
-        assert w[name] == pytest.approx(gold[name], rel=0.35), (name, w[name], gold[name])
-    held_out = world.simulate_preferences(600, 1.0, seed=1, prompts=test_prompts)
-    report = rm.evaluate(model, held_out, temperature=1.0)
-    assert report["gap"] < 0.03 and report["gold_accuracy"] > 0.9, report
-    # a noisier rater gives smaller weights: the reward's scale is the rater's noise
-    noisy, _ = rm.train_linear_reward_model(world.simulate_preferences(1200, 2.0, seed=0, prompts=train_prompts))
-    assert abs(noisy.weights()["rude phrases"]) < 0.75 * abs(w["rude phrases"])
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -210,7 +124,7 @@ def test_transformer_reward_model_learns_from_k_way_comparisons(policy_path, spl
     """A small budget (fixed seeds, notebook 03's teaching setting scaled down) learns: the loss falls, and held out
     it agrees with gold's preferred side on most pairs."""
     train_prompts, test_prompts = split
-    comparisons = rm.simulate_comparisons(train_prompts, n_prompts=96, k=16, temperature=1.0, seed=0)
+    comparisons = reward_data.simulate_comparisons(train_prompts, n_prompts=96, k=16, temperature=1.0, seed=0)
     held_out = world.simulate_preferences(400, 1.0, seed=1, prompts=test_prompts)
     rlhf_lab_seed(0)
     model, tok = rm.load_reward_model(policy_path)
@@ -226,9 +140,20 @@ def test_transformer_reward_model_learns_from_k_way_comparisons(policy_path, spl
         rm.evaluate(rm.CachedScorer(model, tok), held_out[:50], 1.0)["accuracy"])
 
 
+def test_reward_model_training_stops_on_a_nan_loss_and_names_the_step(policy_path, split):
+    records = reward_data.simulate_comparisons(split[0], n_prompts=2, k=3, temperature=1.0, seed=0)
+    model, tok = rm.load_reward_model(policy_path)
+    with torch.no_grad():
+        model.score.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="reward model loss is nan at step 1 "):
+        rm.train_reward_model(model, tok, records, config=rm.RewardTrainConfig(batch_size=3), progress=False)
+    with pytest.raises(ValueError, match="at least one"):
+        rm.train_reward_model(model, tok, [], progress=False)
+
+
 def _probe_pairs(prompts, defect, n, seed):
-    """n minimal pairs (prompt, fluent reply, the reply with ``defect``) as ``rm.simulate_minimal_pairs`` makes them."""
-    records = rm.simulate_minimal_pairs(prompts, {defect: n}, temperature=0.0, seed=seed)
+    """n minimal pairs (prompt, fluent reply, the reply with ``defect``) as ``reward_data.simulate_minimal_pairs`` makes them."""
+    records = reward_data.simulate_minimal_pairs(prompts, {defect: n}, temperature=0.0, seed=seed)
     return [r.prompt for r in records], [r.chosen for r in records], [r.rejected for r in records]
 
 
@@ -245,9 +170,9 @@ def test_shipped_reward_model_is_what_its_info_file_says(shipped_reward_model):
     for a gap under 2 points; this model is about 10 points short of it."""
     model, tok = shipped_reward_model
     info = json.loads((rm.DEFAULT_REWARD_MODEL / rm.INFO_FILE).read_text())
-    setup = rm.DefaultRewardSetup()
+    setup = reward_data.DefaultRewardSetup()
     assert info["setup"] == dataclasses.asdict(setup)        # the shipped model is the one the default setup builds
-    held_out = rm.default_data(dataclasses.replace(setup, stages=[]))[1]
+    held_out = reward_data.default_data(dataclasses.replace(setup, stages=[]))[1]
     report = rm.evaluate(rm.CachedScorer(model, tok), held_out, setup.temperature)
     assert report["accuracy"] == pytest.approx(info["held_out"]["accuracy"], abs=1e-6)   # the file tells the truth
     assert report["ceiling"] - report["accuracy"] < 0.12, report
@@ -270,26 +195,6 @@ def test_shipped_reward_model_sees_each_defect_as_often_as_when_shipped(shipped_
     prompts, good, bad = _probe_pairs(split[1], defect, 60, seed=123)
     right = (rm.score(model, tok, prompts, good) > rm.score(model, tok, prompts, bad)).float().mean().item()
     assert right >= SHIPPED_AT_LEAST[defect], (defect, right)
-
-
-def test_minimal_pairs_differ_in_one_defect(split):
-    records = rm.simulate_minimal_pairs(split[0], {"said twice": 5, "another topic's answer": 5}, temperature=0.0, seed=0)
-    assert len(records) == 10
-    for r in records:      # a rater without noise prefers the reply without the defect
-        assert world.gold_reward(r.prompt, r.chosen) > world.gold_reward(r.prompt, r.rejected)
-        assert r.source.startswith("minimal pair: ")
-    with pytest.raises(ValueError, match="unknown defects"):
-        rm.simulate_minimal_pairs(split[0], {"nonsense": 1})
-
-
-def test_comparisons_share_responses_and_train_in_groups(split):
-    records = rm.simulate_comparisons(split[0], n_prompts=3, k=4, temperature=1.0, seed=0)
-    assert len(records) == 3 * 6                                   # k(k-1)/2 pairs per prompt
-    for group in (records[:6], records[6:12], records[12:]):
-        assert len({r.prompt for r in group}) == 1
-        assert len({t for r in group for t in (r.chosen, r.rejected)}) == 4
-    again = rm.simulate_comparisons(split[0], n_prompts=3, k=4, temperature=1.0, seed=0)
-    assert [(r.prompt, r.chosen, r.rejected) for r in again] == [(r.prompt, r.chosen, r.rejected) for r in records]
 
 
 def test_default_reward_model_is_loaded_or_built(policy_path, tmp_path, monkeypatch):
