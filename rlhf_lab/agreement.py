@@ -263,14 +263,44 @@ class RaterFit:
         return self.slope_se / self.slope**2 if self.slope not in (0.0, math.inf, -math.inf) else float("nan")
 
 
+def fit_logistic(x: np.ndarray, tol: float = 1e-10, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood ``w`` of P(chosen) = sigmoid(x @ w), no intercept; returns (w, standard errors).
+
+    x: (N, D), one row of features per click, signed so that every "label" is 1 (the rater chose
+    ``chosen``). Log-likelihood ``L(w) = sum_i log sigmoid(x_i . w)``, gradient ``X^T (1 - p)``, Hessian
+    ``-X^T diag(p (1 - p)) X``. L is concave, so Newton's method (halving a step that does not raise L)
+    finds the maximum; the standard errors are the square roots of the diagonal of the inverse Fisher
+    information ``(X^T diag(p (1 - p)) X)^-1``. If the clicks are separable (some w explains every click) the
+    maximum is at infinity and the returned w is merely large.
+    """
+    x = np.asarray(x, dtype=float).reshape(len(x), -1)
+
+    def loglik(w: np.ndarray) -> float:
+        return float(-np.logaddexp(0.0, -x @ w).sum())           # log sigmoid(z) = -log(1 + e^-z)
+
+    w = np.zeros(x.shape[1])
+    for _ in range(max_iter):
+        p = 1 / (1 + np.exp(-x @ w))
+        grad, fisher = x.T @ (1 - p), (x * (p * (1 - p))[:, None]).T @ x
+        step = np.linalg.lstsq(fisher, grad, rcond=None)[0]
+        while loglik(w + step) < loglik(w) and np.abs(step).max() > tol:
+            step /= 2
+        w = w + step
+        if np.abs(step).max() < tol * max(1.0, np.abs(w).max()):
+            break
+    p = 1 / (1 + np.exp(-x @ w))
+    fisher = (x * (p * (1 - p))[:, None]).T @ x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se = np.sqrt(np.diag(np.linalg.pinv(fisher)))
+    return w, se
+
+
 def fit_slope(gold_diffs: Sequence[float], tol: float = 1e-10, max_iter: int = 100) -> tuple[float, float]:
     """Maximum-likelihood ``k`` of P(chosen) = sigmoid(k * x), x = gold(chosen) - gold(rejected); returns (k, se).
 
     A 1-D logistic regression without intercept in which every "label" is 1 (the rater chose ``chosen``):
-    log-likelihood ``L(k) = sum_i log sigmoid(k x_i)``, gradient ``sum_i x_i (1 - p_i)``, second derivative
-    ``-sum_i x_i^2 p_i (1 - p_i)`` with ``p_i = sigmoid(k x_i)``. L is concave, so Newton's method
-    (halving a step that does not raise L) finds the maximum; ``se = 1 / sqrt(-L''(k))``.
-    If no click goes against gold (every x >= 0, some > 0) L rises for ever: k = +inf (and -inf if none agrees).
+    ``fit_logistic`` with one column, ``se = 1 / sqrt(-L''(k))``. If no click goes against gold (every
+    x >= 0, some > 0) the likelihood rises for ever: k = +inf (and -inf if none agrees).
     """
     x = np.asarray([d for d in gold_diffs if d != 0], dtype=float)   # x = 0 says nothing about k
     if len(x) == 0:
@@ -279,22 +309,8 @@ def fit_slope(gold_diffs: Sequence[float], tol: float = 1e-10, max_iter: int = 1
         return math.inf, float("nan")
     if (x < 0).all():
         return -math.inf, float("nan")
-
-    def loglik(k: float) -> float:
-        return float(-np.logaddexp(0.0, -k * x).sum())            # log sigmoid(z) = -log(1 + e^-z)
-
-    k = 0.0
-    for _ in range(max_iter):
-        p = 1 / (1 + np.exp(-k * x))
-        grad, hess = float((x * (1 - p)).sum()), float(-(x**2 * p * (1 - p)).sum())
-        step = -grad / hess
-        while loglik(k + step) < loglik(k) and abs(step) > tol:
-            step /= 2
-        k += step
-        if abs(step) < tol * max(1.0, abs(k)):
-            break
-    p = 1 / (1 + np.exp(-k * x))
-    return k, float(1 / math.sqrt((x**2 * p * (1 - p)).sum()))
+    k, se = fit_logistic(x[:, None], tol, max_iter)
+    return float(k[0]), float(se[0])
 
 
 def fit_rater_temperature(records: Iterable[PreferenceRecord],
@@ -323,6 +339,87 @@ def fit_rater_temperature(records: Iterable[PreferenceRecord],
         temperature = float("nan") if math.isnan(k) else 0.0 if math.isinf(k) else math.inf if k == 0 else 1 / k
         fits[rater] = RaterFit(rater, len(xs), ties[rater], k, se, temperature)
     return fits
+
+
+@dataclass
+class RaterBiasFit:
+    """One rater's fitted logit: P(chosen) = sigmoid(slope * d_gold + length_bias * d_words + position_bias * s),
+    with d = chosen minus rejected and s = +1 if the chosen reply was shown first, -1 if second."""
+    rater: str                 # the rater's name
+    n_clicks: int              # non-tie clicks used in the fit
+    slope: float               # 1 / temperature (negative: a contrarian)
+    length_bias: float         # logit per word of length difference (> 0: likes longer replies)
+    position_bias: float       # logit for being shown first (nan when no record says which was first)
+    se: tuple[float, float, float]  # standard errors of the three
+
+    @property
+    def temperature(self) -> float:
+        """T = 1 / slope (inf for a slope of 0)."""
+        return math.inf if self.slope == 0 else 1 / self.slope
+
+
+def bias_features(record: PreferenceRecord, gold_fn: Callable[[str, str], float] = world.gold_reward) -> list[float]:
+    """``[d_gold, d_words, s]`` of one click (see :class:`RaterBiasFit`); s = 0 where ``shown_first`` is unknown."""
+    side = {"chosen": 1.0, "rejected": -1.0}.get(record.shown_first, 0.0)
+    return [gold_fn(record.prompt, record.chosen) - gold_fn(record.prompt, record.rejected),
+            float(len(world.words(record.chosen)) - len(world.words(record.rejected))), side]
+
+
+def fit_rater_biases(records: Iterable[PreferenceRecord],
+                     gold_fn: Callable[[str, str], float] = world.gold_reward) -> dict[str, RaterBiasFit]:
+    """Per rater, the maximum-likelihood noise *and* biases of their clicks: ``{rater: RaterBiasFit}``.
+
+    The logit of ``world.SimulatedRater`` without taste, ``slope * d_gold + length_bias * d_words +
+    position_bias * s``, fitted by ``fit_logistic`` against the gold reward (which the course knows). Ties
+    are left out; a rater whose records never say which reply was shown first gets position_bias nan.
+    """
+    rows: dict[str, list[list[float]]] = {}
+    for r in records:
+        rows.setdefault(r.rater, [])
+        if not r.tie:
+            rows[r.rater].append(bias_features(r, gold_fn))
+    fits = {}
+    for rater, x in rows.items():
+        x = np.asarray(x, dtype=float).reshape(-1, 3)
+        used = [j for j in range(3) if len(x) and np.abs(x[:, j]).max() > 0]
+        w, se = np.full(3, np.nan), np.full(3, np.nan)
+        if used:
+            w[used], se[used] = fit_logistic(x[:, used])
+        fits[rater] = RaterBiasFit(rater, len(x), float(w[0]), float(w[1]), float(w[2]), tuple(map(float, se)))
+    return fits
+
+
+# ----------------------------------------------------------------------------- pooling a panel
+def majority_vote(records: Iterable[PreferenceRecord], rater: str = "majority") -> list[PreferenceRecord]:
+    """One record per pair: the side most raters chose (ties and evenly split pairs are left out).
+
+    Pairs are matched as in ``rating_table`` (prompt and the two texts, either order); the record keeps the
+    first-seen wording of the prompt and is written with ``rater`` and ``source="majority of N"``.
+    """
+    votes: dict[Item, dict[str, int]] = {}
+    prompts: dict[Item, str] = {}
+    for r in records:
+        if r.tie:
+            continue
+        item, _ = item_and_label(r)
+        votes.setdefault(item, {})
+        votes[item][r.chosen] = votes[item].get(r.chosen, 0) + 1
+        prompts.setdefault(item, r.prompt)
+    pooled = []
+    for item, count in votes.items():
+        a, b = pair_texts(item)
+        n_a, n_b = count.get(a, 0), count.get(b, 0)
+        if n_a != n_b:
+            chosen, rejected = (a, b) if n_a > n_b else (b, a)
+            pooled.append(PreferenceRecord(prompts[item], chosen, rejected, rater=rater,
+                                           source=f"majority of {n_a + n_b}"))
+    return pooled
+
+
+def without_raters(records: Iterable[PreferenceRecord], raters: Iterable[str]) -> list[PreferenceRecord]:
+    """The records of everyone but ``raters`` (e.g. the noisiest, or a contrarian)."""
+    drop = set(raters)
+    return [r for r in records if r.rater not in drop]
 
 
 # ----------------------------------------------------------------------------- 4. a simulated class

@@ -375,6 +375,11 @@ def gold_reward_parts(prompt: Prompt | str, response: str, ended: bool = True) -
     }
 
 
+#: The names of the gold reward's parts, in the order ``gold_reward_parts`` gives them.
+GOLD_PARTS = ("answers", "helpful", "on_topic", "off_topic", "polite", "well_formed", "finished", "order",
+              "repetitive", "length")
+
+
 def gold_reward(prompt: Prompt | str, response: str, ended: bool = True) -> float:
     """What a careful reader prefers, as a number: about -10 (garbled, cut off, rude) to +5 (answers, polite)."""
     return sum(gold_reward_parts(prompt, response, ended).values())
@@ -598,54 +603,84 @@ SCORE_CUTS: tuple[float, ...] = (-0.5, 1.0, 2.0, 3.0)
 
 @dataclass
 class SimulatedRater:
-    """A Bradley-Terry rater: prefers A with probability sigmoid(s * (gold(A) - gold(B)) / temperature).
+    """A Bradley-Terry rater: shown ``a`` first and ``b`` second, prefers ``a`` with probability sigmoid(logit),
 
-    ``s`` is +1, or -1 for a ``contrarian`` (someone who clicks the worse reply on purpose, or misread the
-    buttons): the same noise, the opposite taste.
+        logit = s * (u(a) - u(b)) / temperature          # taste: gold, plus the rater's own ``taste``
+              + length_bias * (words(a) - words(b))     # bias 1: longer (> 0) or shorter (< 0) replies
+              + position_bias                           # bias 2: the reply shown first
+
+    where ``u(y) = gold_reward(y) + sum_k taste[k] * gold_reward_parts(y)[k]`` (with no ``taste``, u is gold)
+    and ``s`` is +1, or -1 for a ``contrarian`` (someone who clicks the worse reply on purpose, or misread the
+    buttons): the same noise, the opposite taste. Each term is one readable number; with the defaults the
+    rater is the course's unbiased one. A group of people with a taste of their own is a rater with
+    ``taste`` set, e.g. ``{"polite": 1.0}`` (politeness counts twice) or ``length_bias=-0.1`` (brevity).
     """
     temperature: float = 1.0   # rater noise: 0 = always the better response, large = coin flip
     seed: int = 0              # seed of the rater's own random.Random (its clicks are repeatable)
     name: str = "simulated"    # written as ``rater`` in every record it makes
     contrarian: bool = False   # True: prefers the reply gold likes less
+    length_bias: float = 0.0   # logit added per word the first reply is longer than the second
+    position_bias: float = 0.0  # logit added for the reply shown first (> 0: prefers what it sees first)
+    taste: dict[str, float] | None = None  # extra weight per gold part, e.g. {"polite": 1.0}
     rng: random.Random = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        unknown = set(self.taste or ()) - set(GOLD_PARTS)
+        if unknown:
+            raise ValueError(f"taste names unknown gold parts {sorted(unknown)}; the parts are {list(GOLD_PARTS)}")
         self.rng = random.Random(self.seed)
 
+    def utility(self, prompt: Prompt | str, response: str) -> float:
+        """What this rater's taste makes of ``response``: the gold reward plus ``taste``'s extra weights."""
+        if not self.taste:
+            return gold_reward(prompt, response)
+        parts = gold_reward_parts(prompt, response)
+        return sum(parts.values()) + sum(w * parts[k] for k, w in self.taste.items())
+
+    def bias_logit(self, a: str, b: str) -> float:
+        """The biases' share of the logit for ``a`` shown first: ``length_bias * (words(a) - words(b)) + position_bias``."""
+        if not (self.length_bias or self.position_bias):
+            return 0.0
+        return self.length_bias * (len(words(a)) - len(words(b))) + self.position_bias
+
     def prob_first(self, prompt: Prompt | str, a: str, b: str) -> float:
-        """P(this rater prefers ``a`` over ``b``); with temperature 0: 1, 0, or 0.5 for a tie."""
-        diff = gold_reward(prompt, a) - gold_reward(prompt, b)
+        """P(this rater prefers ``a``, shown first, over ``b``). At temperature 0 the taste decides (1 or 0),
+        and only where it has no favourite do the biases (0.5 without them)."""
+        diff = self.utility(prompt, a) - self.utility(prompt, b)
         if self.contrarian:
             diff = -diff
         if self.temperature == 0:
-            return 0.5 if diff == 0 else float(diff > 0)
-        return sigmoid(diff / self.temperature)
+            return sigmoid(self.bias_logit(a, b)) if diff == 0 else float(diff > 0)
+        return sigmoid(diff / self.temperature + self.bias_logit(a, b))
 
     def prefers_first(self, prompt: Prompt | str, a: str, b: str) -> bool:
-        """One noisy click: True if the rater picks ``a``."""
+        """One noisy click: True if the rater picks ``a`` (the reply shown first)."""
         return self.rng.random() < self.prob_first(prompt, a, b)
 
     def score(self, prompt: Prompt | str, response: str) -> int:
-        """A 1-5 score: this rater's noisy reading of the gold reward, binned by ``SCORE_CUTS``.
+        """A 1-5 score: this rater's noisy reading of its utility (the gold reward, for a rater without taste),
+        binned by ``SCORE_CUTS``. (The pairwise biases, length and position, play no part in a score.)
 
-        The noisy reading is ``s * gold_reward + T * (g - 0.5772)`` with ``g`` a standard Gumbel draw from the
+        The noisy reading is ``s * u + T * (g - 0.5772)`` with ``g`` a standard Gumbel draw from the
         rater's own generator, ``T`` its temperature and ``s`` = -1 for a contrarian (else +1). That is the
         random-utility form of Bradley-Terry: comparing two such readings picks A with probability
-        ``sigmoid(s * (gold(A) - gold(B)) / T)``, exactly the rater's pairwise clicks, so the same simulated
+        ``sigmoid(s * (u(A) - u(B)) / T)``, exactly the unbiased rater's pairwise clicks, so the same simulated
         person gives both the pairs and the scores.
         """
         u = self.rng.random() or 1e-12
-        gold = -gold_reward(prompt, response) if self.contrarian else gold_reward(prompt, response)
-        noisy = gold + self.temperature * (-math.log(-math.log(u)) - 0.5772156649)
+        value = -self.utility(prompt, response) if self.contrarian else self.utility(prompt, response)
+        noisy = value + self.temperature * (-math.log(-math.log(u)) - 0.5772156649)
         return 1 + sum(noisy >= cut for cut in SCORE_CUTS)
 
     def rate(self, prompt: Prompt | str, a: str, b: str, source: str | None = None) -> PreferenceRecord:
-        """Show ``a`` and ``b``, record the choice as a ``PreferenceRecord``."""
+        """Show ``a`` first and ``b`` second, record the choice (and which was shown first) as a ``PreferenceRecord``."""
         text = prompt_text(prompt)
-        chosen, rejected = (a, b) if self.prefers_first(prompt, a, b) else (b, a)
-        return PreferenceRecord(text, chosen, rejected, rater=self.name, source=source)
+        first = self.prefers_first(prompt, a, b)
+        chosen, rejected = (a, b) if first else (b, a)
+        return PreferenceRecord(text, chosen, rejected, rater=self.name, source=source,
+                                shown_first="chosen" if first else "rejected")
 
 
 def bayes_ceiling(pairs: Sequence[tuple[Prompt | str, str, str]], temperature: float) -> float:
