@@ -24,6 +24,11 @@ from dataclasses import dataclass, fields
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+try:  # transformers 5.x: a Cache is a list of per-layer objects, which sample() can swap for preallocated ones
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+except ImportError:  # older transformers (e.g. the 4.46 lower bound): sample() keeps the cache the model returns
+    DynamicCache = DynamicLayer = None
+
 from rlhf_lab.models import USER_TURN, end_of_reply_id, has_chat_template, tokenize_prompts, tokenize_responses
 
 
@@ -180,23 +185,33 @@ def _shared_prefix_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, pr
     return logprobs * response_mask.to(logprobs.dtype)
 
 
-def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group: int = 1):
+def _prefill(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group: int = 1,
+             repeat_cache: bool = True):
     """Run the left-padded prompts (B, P), each run of ``group`` identical rows once (prefix sharing).
 
     Returns the logits at the last prompt column, (B, V), and the KV cache of the prompts for all B rows
-    (each prompt's keys and values repeated ``group`` times).
+    (each prompt's keys and values repeated ``group`` times; with ``repeat_cache=False``, for the B / group
+    distinct prompts only: :func:`_repeat_cache` or :func:`_preallocated_cache` makes the B rows).
     """
     mask = prompt_mask[::group]
     out = model(input_ids=prompt_ids[::group], attention_mask=mask, position_ids=position_ids_from_mask(mask),
                 use_cache=True)
     logits, cache = out.logits[:, -1], getattr(out, _cache_argument(model))
     if group > 1:
-        if isinstance(cache, tuple):   # transformers 4.x models may return the legacy cache: per layer (keys, values)
-            cache = tuple(tuple(t.repeat_interleave(group, dim=0) for t in layer) for layer in cache)
-        else:
-            cache.batch_repeat_interleave(group)
         logits = logits.repeat_interleave(group, dim=0)
+        if repeat_cache:
+            cache = _repeat_cache(cache, group)
     return logits, cache
+
+
+def _repeat_cache(cache, group: int):
+    """The KV cache with each row repeated ``group`` times (in place for a ``Cache`` object)."""
+    if group == 1:
+        return cache
+    if isinstance(cache, tuple):   # transformers 4.x models may return the legacy cache: per layer (keys, values)
+        return tuple(tuple(t.repeat_interleave(group, dim=0) for t in layer) for layer in cache)
+    cache.batch_repeat_interleave(group)
+    return cache
 
 
 def sequence_logprob(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
@@ -232,6 +247,9 @@ def sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: 
     new tokens: 0.9 s against 1.15 s for ``generate(do_sample=True)`` plus the second pass it needs for
     the log-probs). When the prompts come in runs of identical ones (k samples per prompt), each is
     prefilled once and its keys and values are shared (prefix sharing: the same draw, less compute).
+    Where the model's cache allows it (transformers 5.x, full attention), the cache has room for all the new tokens
+    and is written in place instead of concatenated, and on the CPU rows that have ended leave the model's batch
+    (see ``_drop_ended_rows``); the tokens and log-probs are those of the plain loop.
     """
     config = config or SampleConfig()
     was_training = model.training
@@ -256,13 +274,21 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts:
 
     tokens, masks, logps = [], [], []
     alive = torch.ones(B, dtype=torch.bool, device=device)      # rows that have not emitted EOS yet
-    attention_mask = prompt_mask
+    # The attention mask of every step, preallocated: step t writes column P + t and passes the first P + t + 1.
+    full_mask = prompt_mask.new_zeros((B, P + config.max_new_tokens))
+    full_mask[:, :P] = prompt_mask
     position_ids = position_ids_from_mask(prompt_mask)
     cache_kw = _cache_argument(model)
     # Prefill: the prompts once. When they come in runs of g identical prompts (k samples per prompt),
     # each is run once and its keys and values are repeated g times (prefix sharing; same numbers).
-    logits, past = _prefill(model, prompt_ids, prompt_mask, _run_length(prompts))   # past: keys and values so far
+    group = _run_length(prompts)
+    logits, past = _prefill(model, prompt_ids, prompt_mask, group, repeat_cache=False)   # past: keys and values so far
+    # A cache with room for all the new tokens, written in place (a DynamicCache concatenates, copying the whole
+    # batch's keys and values at every step); when the model's cache is not one that can be swapped, its own.
+    fast = _preallocated_cache(past, group, P + config.max_new_tokens)
+    past = fast if fast is not None else _repeat_cache(past, group)
     logits = logits.float()                                     # (B, V) next-token logits
+    rows = None      # the rows in the model's batch: all B, or (once ended rows are dropped) their indices
     for t in range(config.max_new_tokens):
         next_token = _draw(logits, config, generator)           # (B,)
         next_token = torch.where(alive, next_token, torch.full_like(next_token, pad_id))
@@ -275,12 +301,19 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts:
             alive = alive & ~(torch.stack(tokens[-len(stop):], dim=1) == stop).all(1)
         if not alive.any() or t == config.max_new_tokens - 1:
             break
-        attention_mask = torch.cat([attention_mask, masks[-1].unsqueeze(1)], dim=1)
+        full_mask[:, P + t] = masks[-1]
         position_ids = position_ids[:, -1:] + 1
-        out = model(input_ids=next_token.unsqueeze(1), attention_mask=attention_mask, position_ids=position_ids,
-                    use_cache=True, **{cache_kw: past})
+        if fast is not None and device.type == "cpu":   # ended rows leave the batch (their draws are still made)
+            rows, logits = _drop_ended_rows(past, alive, rows, logits)
+        if rows is None:
+            out = model(input_ids=next_token.unsqueeze(1), attention_mask=full_mask[:, :P + t + 1],
+                        position_ids=position_ids, use_cache=True, **{cache_kw: past})
+            logits = out.logits[:, -1].float()
+        else:   # the rows out of the batch keep stale logits: their draws become pad tokens, as before
+            out = model(input_ids=next_token[rows].unsqueeze(1), attention_mask=full_mask[rows, :P + t + 1],
+                        position_ids=position_ids[rows], use_cache=True, **{cache_kw: past})
+            logits[rows] = out.logits[:, -1].float()
         past = getattr(out, cache_kw)
-        logits = out.logits[:, -1].float()
 
     response_ids = torch.stack(tokens, dim=1) if tokens else prompt_ids.new_zeros((B, 0))
     response_mask = torch.stack(masks, dim=1) if masks else prompt_mask.new_zeros((B, 0))
@@ -288,6 +321,80 @@ def _sample(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts:
     texts = decode_responses(tokenizer, response_ids.cpu(), response_mask.cpu())
     return Samples(prompt_ids, prompt_mask, response_ids, response_mask, texts=texts, logprobs=logprobs,
                    ended=~alive)
+
+
+class _PreallocatedLayer(DynamicLayer if DynamicLayer is not None else object):
+    """A ``DynamicLayer`` whose keys and values live in buffers with room for ``capacity`` tokens.
+
+    ``update`` writes the new tokens in place and returns views of the filled part: the same tensors,
+    shapes and numbers as a ``DynamicLayer`` (which concatenates), without copying the cache at every step.
+    Built from a prefilled layer whose rows are repeated ``group`` times (prefix sharing) as they are copied in.
+    """
+
+    def __init__(self, layer, group: int, capacity: int):
+        super().__init__()
+        keys, values = layer.keys, layer.values
+        b, heads, n = keys.shape[:3]
+        self._buffers = []
+        for t in (keys, values):
+            buffer = t.new_empty((b * group, heads, capacity, t.shape[-1]))   # only [:, :, :n] is ever read
+            repeated = t.unsqueeze(1).expand(b, group, heads, n, t.shape[-1])   # each row group times
+            buffer.view(b, group, heads, capacity, t.shape[-1])[:, :, :, :n].copy_(repeated)
+            self._buffers.append(buffer)
+        self.device, self.is_initialized, self._length = keys.device, True, n
+        self.keys, self.values = (buffer[:, :, :n] for buffer in self._buffers)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep only the rows ``indices`` (new buffers, as a DynamicLayer's would be)."""
+        self._buffers = [buffer.index_select(0, indices) for buffer in self._buffers]
+        self.keys, self.values = (buffer[:, :, :self._length] for buffer in self._buffers)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        key_buffer, value_buffer = self._buffers
+        start, end = self._length, self._length + key_states.shape[-2]
+        if end > key_buffer.shape[2] or self.keys.data_ptr() != key_buffer.data_ptr() \
+                or self.keys.shape[2] != start:   # full, or replaced (crop, reorder...): grow as a DynamicLayer does
+            return super().update(key_states, value_states, *args, **kwargs)
+        key_buffer[:, :, start:end] = key_states
+        value_buffer[:, :, start:end] = value_states
+        self._length = end
+        self.keys, self.values = key_buffer[:, :, :end], value_buffer[:, :, :end]
+        return self.keys, self.values
+
+
+def _preallocated_cache(cache, group: int, capacity: int):
+    """``cache`` (a prefilled ``DynamicCache``) with its rows repeated ``group`` times into layers with room for
+    ``capacity`` tokens (:class:`_PreallocatedLayer`); None where that cannot be done the same way: older
+    transformers, the legacy tuple cache, a cache subclass or any layer other than a plain ``DynamicLayer``
+    (sliding window, linear attention...), offloading. The caller then keeps the model's own cache.
+    """
+    if (DynamicCache is None or type(cache) is not DynamicCache or getattr(cache, "offloading", False)
+            or not getattr(cache, "layers", None)):
+        return None
+    layers = cache.layers
+    if any(type(layer) is not DynamicLayer or not isinstance(getattr(layer, "keys", None), torch.Tensor)
+           or layer.keys.dim() != 4 or not 0 < layer.keys.shape[2] <= capacity for layer in layers):
+        return None
+    cache.layers = [_PreallocatedLayer(layer, group, capacity) for layer in layers]
+    return cache
+
+
+def _drop_ended_rows(cache, alive: torch.Tensor, rows: torch.Tensor | None, logits: torch.Tensor):
+    """Drop the rows that have ended from the model's batch once a quarter of it has ended (a copy of the cache
+    each time, so not at every step): returns the new ``rows`` (indices of the rows in the batch, None for all B)
+    and ``logits`` (B, V), made a tensor of its own the first time, so that the batch's rows can be written into it.
+
+    The numbers do not change: every row still gets its draw at every step (``multinomial`` draws for all B rows,
+    so the generator advances as before), and on the CPU a row's logits do not depend on the other rows in the
+    batch, except that matrix products of 1-3 rows round differently, so the batch never goes below 4 rows.
+    (Used on the CPU only: there the time is proportional to the rows; on a GPU it mostly is not.)
+    """
+    in_batch = alive if rows is None else alive[rows]
+    kept = int(in_batch.sum())
+    if kept < 4 or kept > 0.75 * len(in_batch):
+        return rows, logits
+    cache.batch_select_indices(in_batch.nonzero().squeeze(1))
+    return alive.nonzero().squeeze(1), logits.clone() if rows is None else logits
 
 
 def _run_length(prompts: list[str]) -> int:

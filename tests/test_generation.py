@@ -202,3 +202,61 @@ def test_shared_prefill_draws_the_same_samples(policy, monkeypatch):
     plain = sample(model, tok, grouped, SampleConfig(max_new_tokens=12), generator=_gen(5))
     assert torch.equal(shared.response_ids, plain.response_ids) and shared.texts == plain.texts
     assert torch.allclose(shared.logprobs, plain.logprobs, atol=1e-5)
+
+
+
+def test_preallocated_cache_draws_what_the_models_own_cache_draws(policy, monkeypatch):
+    """sample() writes keys and values into a preallocated cache (no copy of the cache per step) and drops ended
+    rows from the model's batch; the draw and the log-probs are those of the model's own cache with every row:
+    left padding, k = 1 and 4, temperature, top-k/top-p, rows ending at different steps."""
+    import rlhf_lab.generation as generation
+
+    model, tok = policy
+    made, batch_sizes = [], []
+
+    def spy(*args):
+        made.append(preallocated(*args))
+        return made[-1]
+
+    def drop_spy(*args):
+        rows, logits = drop(*args)
+        if rows is not None:
+            batch_sizes.append(len(rows))
+        return rows, logits
+    preallocated, drop = generation._preallocated_cache, generation._drop_ended_rows
+    monkeypatch.setattr(generation, "_preallocated_cache", spy)
+    monkeypatch.setattr(generation, "_drop_ended_rows", drop_spy)
+    settings = [(1, SampleConfig(max_new_tokens=12)), (4, SampleConfig(max_new_tokens=12, temperature=0.7)),
+                (4, SampleConfig(max_new_tokens=40, top_k=20, top_p=0.9))]
+    for k, config in settings:
+        prompts = [p for p in PROMPTS for _ in range(k)]
+        fast = sample(model, tok, prompts, config, generator=_gen(7))
+        with monkeypatch.context() as m:
+            m.setattr(generation, "_preallocated_cache", lambda *args: None)
+            plain = sample(model, tok, prompts, config, generator=_gen(7))
+        assert torch.equal(fast.response_ids, plain.response_ids) and fast.texts == plain.texts
+        assert torch.equal(fast.response_mask, plain.response_mask) and torch.equal(fast.ended, plain.ended)
+        assert torch.allclose(fast.logprobs, plain.logprobs, atol=1e-5)
+    assert fast.response_ids.shape[1] < 40 and fast.ended.all()       # every row ended (EOS bonus) before the cap
+    if generation.DynamicLayer is not None:     # transformers 5.x: the preallocated cache was used
+        assert len(made) == len(settings) and all(c is not None for c in made)
+        assert batch_sizes and min(batch_sizes) >= 4    # and rows that had ended left the batch (never below 4)
+    else:                                       # older transformers: the model's own cache, as before
+        assert made == [None] * len(settings)
+
+
+def test_preallocated_layer_grows_like_a_dynamic_layer_when_full():
+    import rlhf_lab.generation as generation
+
+    if generation.DynamicLayer is None:
+        pytest.skip("this transformers has no per-layer cache objects (sample keeps the model's own cache)")
+    prompt = generation.DynamicLayer()
+    prompt.update(torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4))
+    plain = generation.DynamicLayer()
+    plain.update(prompt.keys.repeat_interleave(2, 0), prompt.values.repeat_interleave(2, 0))
+    layer = generation._PreallocatedLayer(prompt, group=2, capacity=7)
+    for _ in range(4):       # the third and fourth tokens do not fit: concatenated instead, as a DynamicLayer does
+        k, v = torch.randn(4, 3, 1, 4), torch.randn(4, 3, 1, 4)
+        for a, b in zip(layer.update(k, v), plain.update(k, v)):
+            assert torch.equal(a, b)
+    assert layer.get_seq_length() == plain.get_seq_length() == 9
