@@ -53,14 +53,13 @@ def test_01_ex3_needs_the_trained_probability():
 
 
 def test_03_ex3_needs_the_measured_ratio():
-    from rlhf_lab import reward_model as rm
-    from rlhf_lab import world
+    from rlhf_lab import linear_reward, world
 
     cell = _cell("03_reward_models.ipynb", "my_ratio = ...")
     train_prompts, _ = world.split_prompts(world.load_prompts())
-    env = {"rm": rm, "world": world, "seed": 0, "train_prompts": train_prompts}
-    sharp, _ = rm.train_linear_reward_model(world.simulate_preferences(2000, 0.5, 0, prompts=train_prompts))
-    plain, _ = rm.train_linear_reward_model(world.simulate_preferences(2000, 1.0, 0, prompts=train_prompts))
+    env = {"linear_reward": linear_reward, "world": world, "seed": 0, "train_prompts": train_prompts}
+    sharp, _ = linear_reward.train_linear_reward_model(world.simulate_preferences(2000, 0.5, 0, prompts=train_prompts))
+    plain, _ = linear_reward.train_linear_reward_model(world.simulate_preferences(2000, 1.0, 0, prompts=train_prompts))
     measured = sharp.weights()["names the topic"] / plain.weights()["names the topic"]
     assert all(_run(cell, {"my_ratio": repr(measured)}, env))
     assert not any(_run(cell, {"my_ratio": repr(measured + 0.1)}, env))
@@ -123,3 +122,38 @@ def test_02_ex5_kappa_is_not_the_raw_agreement():
     assert not all(_run(cell, {"my_kappa": "0.7"}, env))            # the raw agreement rate
     assert not all(_run(cell, {"my_kappa": "(0.7 - 0.5)"}, env))    # forgot to divide by 1 - p_e
     assert not any(_run(cell, {}, env))                              # unanswered
+
+
+def test_10_exercises_need_the_formula_the_binomial_and_the_temperature():
+    import numpy as np
+
+    from rlhf_lab import reward_data, world
+
+    train_prompts, _ = world.split_prompts(world.load_prompts())
+    pairs = world.make_pairs(train_prompts, 5, seed=1)
+    cai = world.SimulatedRater(temperature=1.0, name="cai", length_bias=0.3)
+    env = {"world": world, "np": np, "pairs": pairs, "panel": [None, None, cai]}
+    cell = _cell("10_whose_preferences.ipynb", "my_p = ...")
+    prompt, a, b = pairs[0]
+    taste = "(world.gold_reward(prompt, reply_a) - world.gold_reward(prompt, reply_b))"
+    length = "0.3 * (len(world.words(reply_a)) - len(world.words(reply_b)))"
+    assert all(_run(cell, {"my_p": f"world.sigmoid({taste} + {length})"}, env))
+    assert len(world.words(a)) != len(world.words(b))                     # so that forgetting the bias is wrong:
+    assert not all(_run(cell, {"my_p": f"world.sigmoid({taste})"}, env))   # the unbiased rater's probability
+    assert not any(_run(cell, {}, env))
+
+    cell = _cell("10_whose_preferences.ipynb", "my_majority = ...")
+    assert all(_run(cell, {"my_majority": "0.896"}, {}))
+    assert not all(_run(cell, {"my_majority": "0.8"}, {}))                 # one rater's accuracy
+    assert not all(_run(cell, {"my_majority": "0.8 ** 3"}, {}))            # only the unanimous votes
+    assert not any(_run(cell, {}, {}))
+
+    cell = _cell("10_whose_preferences.ipynb", "my_flip_rate = ...")
+    records = reward_data.simulate_comparisons(train_prompts, 3, 6, rater=world.SimulatedRater(3.0))
+    gaps = np.array([world.gold_reward(r.prompt, r.chosen) - world.gold_reward(r.prompt, r.rejected) for r in records])
+    env = {"world": world, "np": np, "gaps": gaps}
+    right = "float(np.mean([world.sigmoid(-abs(g) / 2.0) for g in gaps if g != 0]))"
+    assert all(_run(cell, {"my_flip_rate": right}, env))
+    assert not all(_run(cell, {"my_flip_rate": right.replace("2.0", "3.0")}, env))   # the notebook's T
+    assert not all(_run(cell, {"my_flip_rate": "float(np.mean(gaps < 0))"}, env))     # the observed share
+    assert not any(_run(cell, {}, env))

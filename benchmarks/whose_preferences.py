@@ -1,0 +1,87 @@
+"""Notebook 10 ("Whose preferences?") under several seeds: the pooling table and the DPO-family table (issue 16).
+
+    python benchmarks/whose_preferences.py                 # seeds 0 1 2: about 2 minutes a seed on 2 cores
+    python benchmarks/whose_preferences.py --seeds 0 1
+
+Runs ``notebooks/10_whose_preferences.ipynb`` headless once per seed (papermill, default parameters otherwise,
+a fresh artifacts folder), reads the figures each run saves to ``ARTIFACTS/whose_preferences/seed<N>.json``, and
+prints per seed and as mean ± standard deviation over the seeds:
+  - pooling a panel: the held-out gold accuracy of the linear reward model for each way of pooling;
+  - two groups: how much each group prefers its own reward model's best-of-16 picks to the pooled model's;
+  - the length-bias run: reward model slope per word, and length and gold early -> late in the two RL runs;
+  - the DPO family at high rater noise: gold win rate against the reference and KL, per loss.
+Run it on an otherwise idle machine (the notebook's seconds are printed too).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+
+def _mean_sd(values: list[float], fmt: str) -> str:
+    if len(values) < 2:
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=None, help="where executed copies go (default: a temp folder)")
+    args = parser.parse_args()
+    os.environ["RLHF_LAB_ARTIFACTS"] = tempfile.mkdtemp(prefix="rlhf-lab-whose-")   # before rlhf_lab is imported
+    from rlhf_lab import course
+    from rlhf_lab.paths import ARTIFACTS
+
+    path = course.select_notebooks(["10"])[0]
+    out = args.out or Path(tempfile.mkdtemp(prefix="rlhf-lab-executed-"))
+    runs = []
+    for seed in args.seeds:
+        res = course.run_notebook(path, out / f"seed{seed}", {"seed": seed})
+        status = "ok" if res.ok else f"FAILED: {res.error}"
+        print(f"seed {seed}: {res.seconds:.0f} s (budget {res.budget:.0f} s): {status}", flush=True)
+        if res.ok:
+            runs.append(json.loads((ARTIFACTS / "whose_preferences" / f"seed{seed}.json").read_text()))
+    if not runs:
+        return 1
+    seeds = " ".join(f"{'seed ' + str(r['seed']):>8}" for r in runs)
+
+    print(f"\nPooling a panel: held-out gold accuracy of the linear reward model\n{'':>34} {seeds}   mean ± sd")
+    for name in runs[0]["pooling"]:
+        values = [r["pooling"].get(name) for r in runs]
+        if None in values:   # a row whose name depends on the seed (e.g. which raters were dropped)
+            continue
+        print(f"{name:>34} " + " ".join(f"{v:8.1%}" for v in values) + f"   {_mean_sd([100 * v for v in values], '.1f')} %")
+    dropped = [next(k for k in r["pooling"] if k.startswith("without")) for r in runs]
+    print(f"{'without the noisiest':>34} " + " ".join(f"{r['pooling'][d]:8.1%}" for r, d in zip(runs, dropped))
+          + f"   ({'; '.join(sorted(set(dropped)))})")
+
+    print(f"\nTwo groups: P(group prefers its own RM's picks to the pooled RM's)\n{'':>34} {seeds}")
+    for group in runs[0]["groups"]["own"]:
+        print(f"{group:>34} " + " ".join(f"{r['groups']['own'][group]:8.1%}" for r in runs))
+
+    print(f"\nLength bias: reward per word, and early -> late in the RL runs\n{'':>34} {seeds}")
+    for name in ("biased", "fair"):
+        print(f"{'RM slope per word, ' + name:>34} " + " ".join(f"{r['length_bias']['rm_slope'][name]:+8.3f}" for r in runs))
+        for key in ("length", "gold_reward"):
+            print(f"{name + ' run, ' + key:>34} " + " ".join(
+                f"{r['length_bias'][name][key][0]:+.1f}>{r['length_bias'][name][key][1]:+.1f}".rjust(8) for r in runs))
+
+    print(f"\nThe DPO family at rater noise T = 3 (flip rate {_mean_sd([r['flip_rate'] for r in runs], '.3f')})")
+    print(f"{'':>26} {'gold win rate vs reference':>28} {'KL (nats)':>22}")
+    for i, name in enumerate(runs[0]["family"]):
+        rows = [list(r["family"].values())[i] for r in runs]
+        wins, kls = [row["win_rate"] for row in rows], [row["kl"] for row in rows]
+        label = name.split(" (eps")[0]
+        print(f"{label:>26} {_mean_sd([100 * w for w in wins], '.1f') + ' %':>28} {_mean_sd(kls, '.2f'):>22}"
+              f"   per seed: " + ", ".join(f"{w:.1%} / {k:.2f}" for w, k in zip(wins, kls)))
+    print(f"\nnotebook seconds: " + ", ".join(f"{r['seconds']:.0f}" for r in runs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
