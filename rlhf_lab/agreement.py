@@ -1,6 +1,6 @@
 """Do raters agree? Agreement statistics and rater noise for a classroom's pooled ratings.
 
-A reward model can only learn what raters agree on. When a class pools its clicks, three questions
+A reward model can only learn what raters agree on. When a class pools its clicks, four questions
 come first:
 
 1. **Align the raters** (``rating_table``): which items did each rater label, and how? An item is a
@@ -13,7 +13,12 @@ come first:
    ``pairwise_kappa`` / ``kappa_matrix`` give kappa for every pair of raters.
 3. **Estimate each rater's noise** (``fit_rater_temperature``): the world's raters click A with
    probability ``sigmoid((gold(A) - gold(B)) / T)``; given the gold reward we can fit ``T`` per rater
-   by maximum likelihood, and a negative fit unmasks a contrarian.
+   by maximum likelihood, and a negative fit unmasks a contrarian. ``fit_rater_biases`` fits a rater's
+   length and position biases beside the noise (``fit_logistic``: the same Newton's method in three
+   parameters), for notebook 10's biased panels.
+4. **Pool a panel** (notebook 10): ``majority_vote`` (one label per pair), ``without_raters`` (drop some),
+   or keep every click and give each rater their own temperature
+   (``linear_reward.train_linear_reward_model(..., rater_slopes=...)``).
 
 ``simulated_class`` and ``class_ratings`` make a class of simulated students for notebook 02::
 
