@@ -51,14 +51,12 @@ def main() -> int:
     seeds = " ".join(f"{'seed ' + str(r['seed']):>8}" for r in runs)
 
     print(f"\nPooling a panel: held-out gold accuracy of the linear reward model\n{'':>34} {seeds}   mean ± sd")
-    for name in runs[0]["pooling"]:
-        values = [r["pooling"].get(name) for r in runs]
-        if None in values:   # a row whose name depends on the seed (e.g. which raters were dropped)
-            continue
-        print(f"{name:>34} " + " ".join(f"{v:8.1%}" for v in values) + f"   {_mean_sd([100 * v for v in values], '.1f')} %")
-    dropped = [next(k for k in r["pooling"] if k.startswith("without")) for r in runs]
-    print(f"{'without the noisiest':>34} " + " ".join(f"{r['pooling'][d]:8.1%}" for r, d in zip(runs, dropped))
-          + f"   ({'; '.join(sorted(set(dropped)))})")
+    for i, name in enumerate(runs[0]["pooling"]):   # rows in the notebook's order; some names carry a count
+        values = [list(r["pooling"].values())[i] for r in runs]
+        names = sorted({list(r["pooling"])[i] for r in runs})
+        label = name.split(" (")[0] if len(names) > 1 else name
+        print(f"{label:>34} " + " ".join(f"{v:8.1%}" for v in values) + f"   {_mean_sd([100 * v for v in values], '.1f')} %"
+              + (f"   ({'; '.join(names)})" if len(names) > 1 else ""))
 
     print(f"\nTwo groups: P(group prefers its own RM's picks to the pooled RM's)\n{'':>34} {seeds}")
     for group in runs[0]["groups"]["own"]:
