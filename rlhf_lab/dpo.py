@@ -303,6 +303,15 @@ class DPOHistory:
     seconds: float = 0.0                                        # wall-clock time (reference pass and validation included)
 
 
+def check_policy_and_reference(policy: PreTrainedModel, ref_model: PreTrainedModel) -> None:
+    """Refuse a policy with nothing to train, or a reference that is the policy itself (DPO, KTO)."""
+    if not any(p.requires_grad for p in policy.parameters()):
+        raise ValueError("the policy has no trainable parameters (a frozen copy?): call "
+                         "p.requires_grad_(True) on its parameters, or pass the model from models.load_policy")
+    if policy is ref_model:
+        raise ValueError("policy and ref_model are the same object: pass models.frozen_copy(policy) as ref_model")
+
+
 def train_dpo(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
               records: Sequence[PreferenceRecord], config: DPOConfig | None = None,
               val_records: Sequence[PreferenceRecord] | None = None, progress: bool = True) -> DPOHistory:
@@ -328,11 +337,7 @@ def train_dpo(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: Pr
     config = config or DPOConfig()
     if not records:
         raise ValueError("train_dpo needs at least one preference record")
-    if not any(p.requires_grad for p in policy.parameters()):
-        raise ValueError("the policy has no trainable parameters (a frozen copy?): call "
-                         "p.requires_grad_(True) on its parameters, or pass the model from models.load_policy")
-    if policy is ref_model:
-        raise ValueError("policy and ref_model are the same object: pass models.frozen_copy(policy) as ref_model")
+    check_policy_and_reference(policy, ref_model)
     check_loss_type(config.loss_type, config.label_smoothing)   # before the reference pass, not at step 1
     start = time.perf_counter()
     data = PairData.from_records(tokenizer, records)

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from rlhf_lab.dpo import _logps, sequence_logprobs
+from rlhf_lab.dpo import _logps, check_policy_and_reference, sequence_logprobs
 from rlhf_lab.pairwise import clipped_step, tick, warmup_then_decay
 from rlhf_lab.generation import encode
 from rlhf_lab.models import checkpointing_on, disable_dropout, gradient_forward
@@ -170,11 +170,7 @@ def train_kto(policy: PreTrainedModel, ref_model: PreTrainedModel, tokenizer: Pr
                          f"example's response), got {len(examples)}")
     if config.batch_size < 2:
         raise ValueError(f"batch_size must be at least 2 for the KL estimate, got {config.batch_size}")
-    if not any(p.requires_grad for p in policy.parameters()):
-        raise ValueError("the policy has no trainable parameters (a frozen copy?): call "
-                         "p.requires_grad_(True) on its parameters, or pass the model from models.load_policy")
-    if policy is ref_model:
-        raise ValueError("policy and ref_model are the same object: pass models.frozen_copy(policy) as ref_model")
+    check_policy_and_reference(policy, ref_model)
     start = time.perf_counter()
     prompts = [e.prompt for e in examples]
     responses = [e.response for e in examples]
