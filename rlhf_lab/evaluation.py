@@ -107,6 +107,14 @@ def kl_to_reference(policy: PreTrainedModel, ref_model: PreTrainedModel, tokeniz
     return _kl_per_response(_sample(policy, tokenizer, batch, max_new_tokens, seed), ref_model).mean().item()
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples of which ``c`` passed: the chance that at least one of ``k`` samples
+    drawn without replacement from the ``n`` passes, ``1 - C(n - c, k) / C(n, k)`` (Chen et al. 2021, Eq. 1)."""
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     """Diversity: distinct word n-grams / all word n-grams over the texts (Li et al. 2016). 0 for no n-grams."""
     grams = [tuple(ws[i:i + n]) for t in texts for ws in [world.words(t)] for i in range(len(ws) - n + 1)]

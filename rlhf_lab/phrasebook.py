@@ -347,3 +347,12 @@ EITHER_END = ("Happy to help.",)
 # The phrases the polite part counts (in any sentence, even a garbled one).
 POLITE = ("please", "thanks", "thank you", "happy to help", "good luck", "hope this helps")
 RUDE = ("whatever", "stupid", "no idea", "figure it out yourself", "do not care", "waste of time", "boring")
+
+# Verifiable instructions (notebook 11): appended to a prompt, each checked by a program (``instructions.py``),
+# in the spirit of IFEval (Zhou et al. 2023). Name -> the sentence the user adds.
+INSTRUCTIONS = {
+    "one_sentence": "Answer in one sentence.",
+    "start_hi": "Start with 'Hi!'",
+    "good_luck": "End with 'Good luck!'",
+    "please": "Use the word 'please'.",
+}

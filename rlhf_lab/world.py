@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Sequence
 
 from rlhf_lab.paths import DATA
-from rlhf_lab.phrasebook import (ADVICE, ANSWER_KINDS, ANSWERS, CLOSINGS, EITHER_END, GREETINGS, OPINIONS, POLITE, RUDE,
-                                 RUDE_LINES, SHORT, SUGGESTIONS, TEMPLATES, TOPIC_LINES, TOPICS, VAGUE)
+from rlhf_lab.phrasebook import (ADVICE, ANSWER_KINDS, ANSWERS, CLOSINGS, EITHER_END, GREETINGS, INSTRUCTIONS, OPINIONS,
+                                 POLITE, RUDE, RUDE_LINES, SHORT, SUGGESTIONS, TEMPLATES, TOPIC_LINES, TOPICS, VAGUE)
 from rlhf_lab.preferences import DataFileError, PreferenceRecord
 
 PROMPTS_PATH = DATA / "prompts.jsonl"
@@ -66,6 +66,33 @@ class Prompt:
     def asks(self) -> tuple[str, ...]:
         """The answer kinds that answer this prompt (``phrasebook.ANSWER_KINDS``); () if unknown."""
         return asks_of(self.text)
+
+    @property
+    def instruction(self) -> str | None:
+        """The name of the verifiable instruction the prompt ends with (``phrasebook.INSTRUCTIONS``), or None."""
+        return strip_instruction(self.text)[1]
+
+
+def strip_instruction(text: str) -> tuple[str, str | None]:
+    """``(the prompt without its instruction, the instruction's name)``; ``(text, None)`` if it carries none.
+
+    ``"How do I start a garden? Answer in exactly two sentences."`` -> ``("How do I start a garden?", "two_sentences")``.
+    """
+    text = " ".join(text.split())
+    for name, sentence in INSTRUCTIONS.items():
+        if text.endswith(" " + sentence):
+            return text[: -len(sentence) - 1], name
+    return text, None
+
+
+def with_instruction(prompt: Prompt, name: str) -> Prompt:
+    """``prompt`` with the verifiable instruction ``name`` appended (notebook 11). Same topic, kind and asks."""
+    if name not in INSTRUCTIONS:
+        raise ValueError(f"unknown instruction {name!r}; one of {tuple(INSTRUCTIONS)}")
+    base, old = strip_instruction(prompt.text)
+    if old is not None:
+        raise ValueError(f"prompt {prompt.text!r} already carries the instruction {old!r}")
+    return Prompt(f"{base} {INSTRUCTIONS[name]}", prompt.topic, prompt.kind)
 
 
 def prompt_text(prompt: Prompt | str) -> str:
@@ -91,7 +118,9 @@ def asks_of(text: str) -> tuple[str, ...]:
     """What a prompt text asks for, from its template: e.g. ``("time",)`` for "How much time does it take to ...?".
 
     A free-text prompt that matches no template asks for nothing the gold reward can check: ``()``.
+    A verifiable instruction at the end (notebook 11) does not change what is asked.
     """
+    text = strip_instruction(text)[0]
     for pattern, asks in _template_patterns():
         if pattern.match(text.strip()):
             return asks
