@@ -381,6 +381,8 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
     entropy (nats per token, sample estimate), length (tokens), ended (share of replies with EOS), loss, seconds,
     time (seconds per phase: sample, reference, reward, update = forward + backward + optimiser, other = logging
     and the gold reward);
+    REINFORCE, RLOO and GRPO add grad_norm (before clipping); with ``samples_per_prompt`` > 1, flat_groups is the
+    share of prompts whose samples all scored the same (their group-relative advantages are all 0);
     PPO adds clipfrac, value_loss, approx_kl, epochs; GRPO adds k3_kl (per token) and clipfrac.
 
     REINFORCE and RLOO put the KL in the reward (:func:`kl_shaped_rewards`) and take one step on
@@ -430,6 +432,9 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
         row = {"step": step, "proxy_reward": scores.mean().item(), "kl": kl.sum(1).mean().item(),
                "beta": beta, "entropy": (-masked_mean(samples.logprobs, mask)).item(),
                "length": mask.sum(1).mean().item(), "ended": samples.ended.float().mean().item()}
+        if k > 1:     # groups whose k scores are all the same: no signal for a group baseline (RLOO, GRPO)
+            grouped = scores.view(-1, k)
+            row["flat_groups"] = (grouped == grouped[:, :1]).all(1).float().mean().item()
         if gold_fn is not None:
             gold = gold_fn(batch_prompts, samples.texts, ended=samples.ended.tolist())
             row["gold_reward"] = float(torch.as_tensor(gold, dtype=torch.float32).mean())
@@ -456,7 +461,7 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
 
             loss, _, stats = backward_in_micro_batches(forward, len(samples), loss_fn, cfg.micro_batch_size,
                                                        check=lambda loss: check_loss(loss, step))
-            apply_gradients(optimizer, params, cfg.max_grad_norm)
+            row["grad_norm"] = apply_gradients(optimizer, params, cfg.max_grad_norm)
             row.update(stats)
             row["loss"] = loss.item()
         if kl_ctl is not None:
@@ -493,10 +498,12 @@ def check_loss(loss: torch.Tensor, step: int) -> None:
                                  "Lower the learning rate, or raise beta, and run again.")
 
 
-def apply_gradients(optimizer, params, max_grad_norm: float) -> None:
-    """Clip the global norm of the accumulated gradients to ``max_grad_norm``, then take the optimiser step."""
-    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+def apply_gradients(optimizer, params, max_grad_norm: float) -> float:
+    """Clip the global norm of the accumulated gradients to ``max_grad_norm``, then take the optimiser step.
+    Returns the norm before clipping."""
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
+    return float(norm)
 
 
 def ppo_update(policy, value_head: ValueHead, optimizer, samples, rewards: torch.Tensor, config: PGConfig,
