@@ -41,7 +41,7 @@ SOLUTIONS = NOTEBOOKS / "solutions"
 #: The GitHub repository the Colab badges and the Colab install cell point to.
 GITHUB_REPO = "rlhf-lab/rlhf-lab"
 #: Time budget of each notebook on a 2-core CPU, in seconds (COURSE.md).
-BUDGETS = {"01": 30, "02": 30, "03": 120, "04": 60, "05": 180, "06": 180, "07": 120, "08": 120, "09": 60, "10": 150}
+BUDGETS = {"01": 30, "02": 30, "03": 120, "04": 60, "05": 180, "06": 180, "07": 120, "08": 120, "09": 60, "10": 150, "11": 150}
 
 BADGE = ('<a href="https://colab.research.google.com/github/{repo}/blob/main/notebooks/{name}" '
          'target="_parent"><img src="https://colab.research.google.com/assets/colab-badge.svg" '

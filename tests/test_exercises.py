@@ -157,3 +157,45 @@ def test_10_exercises_need_the_formula_the_binomial_and_the_temperature():
     assert not all(_run(cell, {"my_flip_rate": right.replace("2.0", "3.0")}, env))   # the notebook's T
     assert not all(_run(cell, {"my_flip_rate": "float(np.mean(gaps < 0))"}, env))     # the observed share
     assert not any(_run(cell, {}, env))
+
+
+def _body(source: str, function: str, body: str) -> str:
+    """``source`` with the ``...`` body of ``def function(...)`` replaced by ``body`` (one line)."""
+    pattern = rf"(def {function}\([^)]*\):\n)    \.\.\..*$"
+    assert re.search(pattern, source, flags=re.M), f"no '...' body of {function} in the cell"
+    return re.sub(pattern, lambda m: m.group(1) + "    " + body, source, flags=re.M)
+
+
+def test_11_exercises_need_the_loophole_the_binomial_and_the_flat_share():
+    import math
+
+    import numpy as np
+
+    from rlhf_lab import evaluation, instructions as ins, world
+
+    _, test_prompts = world.split_prompts(world.load_prompts())
+    env = {"world": world, "ins": ins, "test_prompts": test_prompts}
+    cell = _cell("11_rewards_you_can_check.ipynb", "loophole = ...")
+    right = _body(cell, "my_sloppy_one_sentence", 'return reply.count(".") == 1')
+    assert all(_run(right, {"loophole": '"Hi! Start small and build up slowly."'}, env))
+    assert not all(_run(right, {"loophole": '"Start small and build up slowly."'}, env))      # a real one-sentence reply
+    assert not all(_run(right, {"loophole": '"Hi! Great idea!"'}, env))                        # no period at all
+    strict = _body(cell, "my_sloppy_one_sentence", "return ins.CHECKERS['one_sentence'](reply)")  # not the sloppy one
+    assert not all(_run(strict, {"loophole": '"Hi! Start small and build up slowly."'}, env))
+    assert not any(_run(cell, {}, env))
+
+    cell = _cell("11_rewards_you_can_check.ipynb", "def my_pass_at_k")
+    env = {"math": math, "evaluation": evaluation}
+    assert all(_run(_body(cell, "my_pass_at_k", "return 1 - math.comb(n - c, k) / math.comb(n, k)"), {}, env))
+    assert not all(_run(_body(cell, "my_pass_at_k", "return 1 - (1 - c / n) ** k"), {}, env))   # with replacement
+    assert not all(_run(_body(cell, "my_pass_at_k", "return c / n"), {}, env))                    # pass@1 for every k
+    assert not any(_run(cell, {}, env))
+
+    cell = _cell("11_rewards_you_can_check.ipynb", "my_best_p = ...")
+    env = {"np": np}
+    right = _body(cell, "my_flat_share", "return p ** G + (1 - p) ** G")
+    best = "float(grid[np.argmin([my_flat_share(p, 4) for p in grid])])"
+    assert all(_run(right, {"my_best_p": best}, env))
+    assert not all(_run(_body(cell, "my_flat_share", "return p ** G"), {"my_best_p": best}, env))   # all pass only
+    assert not all(_run(right, {"my_best_p": best.replace("argmin", "argmax")}, env))             # the flattest
+    assert not any(_run(cell, {}, env))

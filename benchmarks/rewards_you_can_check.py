@@ -1,0 +1,73 @@
+"""Notebook 11 ("Rewards you can check") under several seeds: pass rates, gold and KL before and after (issue 17).
+
+    python benchmarks/rewards_you_can_check.py                 # seeds 0 1 2: about 80 s a seed on 2 cores
+    python benchmarks/rewards_you_can_check.py --seeds 0 1
+
+Runs ``notebooks/11_rewards_you_can_check.ipynb`` headless once per seed (papermill, default parameters otherwise,
+a fresh artifacts folder), reads the figures each run saves to ``ARTIFACTS/rewards_you_can_check/seed<N>.json``,
+and prints per seed and as mean ± standard deviation over the seeds, for the reference and the three GRPO runs at
+beta = 0 (strict checker, reward model, sloppy checker): the strict pass rate per instruction on held-out prompts,
+the sloppy checker's pass rate, gold, reward-model score, KL and the share of well-formed sentences; then pass@1
+and pass@8 of the reference and the strict run. Run it on an otherwise idle machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+
+def _mean_sd(values: list[float], fmt: str) -> str:
+    if len(values) < 2:
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=None, help="where executed copies go (default: a temp folder)")
+    args = parser.parse_args()
+    os.environ["RLHF_LAB_ARTIFACTS"] = tempfile.mkdtemp(prefix="rlhf-lab-checkable-")   # before rlhf_lab is imported
+    from rlhf_lab import course
+    from rlhf_lab.paths import ARTIFACTS
+
+    path = course.select_notebooks(["11"])[0]
+    out = args.out or Path(tempfile.mkdtemp(prefix="rlhf-lab-executed-"))
+    runs = []
+    for seed in args.seeds:
+        res = course.run_notebook(path, out / f"seed{seed}", {"seed": seed})
+        status = "ok" if res.ok else f"FAILED: {res.error}"
+        print(f"seed {seed}: {res.seconds:.0f} s (budget {res.budget:.0f} s): {status}", flush=True)
+        if res.ok:
+            runs.append(json.loads((ARTIFACTS / "rewards_you_can_check" / f"seed{seed}.json").read_text()))
+    if not runs:
+        return 1
+    seeds = " ".join(f"{'seed ' + str(r['seed']):>8}" for r in runs)
+    names = list(runs[0]["instructions"]) + ["all"]
+    columns = [(f"pass {n}", lambda p, n=n: 100 * p["strict"][n], ".0f", " %") for n in names]
+    columns += [("sloppy checker's pass", lambda p: 100 * p["literal"]["all"], ".0f", " %"),
+                ("gold", lambda p: p["gold"], "+.2f", ""), ("reward model", lambda p: p["reward_model"], "+.2f", ""),
+                ("KL (nats)", lambda p: p["kl"], ".1f", ""), ("words", lambda p: p["length"], ".1f", ""),
+                ("well-formed", lambda p: 100 * p["well_formed"], ".1f", " %")]
+    for policy in runs[0]["policies"]:
+        print(f"\n{policy}\n{'':>24} {seeds}   mean ± sd")
+        for label, get, fmt, unit in columns:
+            values = [get(r["policies"][policy]) for r in runs]
+            print(f"{label:>24} " + " ".join(f"{format(v, fmt):>8}" for v in values) + f"   {_mean_sd(values, fmt)}{unit}")
+    print(f"\npass@k on held-out prompts\n{'':>24} {seeds}   mean ± sd")
+    for policy in runs[0]["pass_at_k"]:
+        for k in (1, len(runs[0]["pass_at_k"][policy])):
+            values = [100 * r["pass_at_k"][policy][k - 1] for r in runs]
+            print(f"{policy + f' pass@{k}':>24} " + " ".join(f"{v:8.0f}" for v in values) + f"   {_mean_sd(values, '.0f')} %")
+    values = [r["rm_gold_end"] - r["rm_gold_peak"] for r in runs]
+    print(f"\n{'RM run: gold end - peak':>24} " + " ".join(f"{v:+8.2f}" for v in values) + f"   {_mean_sd(values, '+.2f')}")
+    print(f"{'notebook seconds':>24} " + " ".join(f"{r['seconds']:8.0f}" for r in runs))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
