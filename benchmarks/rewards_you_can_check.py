@@ -23,7 +23,7 @@ from pathlib import Path
 def _mean_sd(values: list[float], fmt: str) -> str:
     if len(values) < 2:
         return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt.lstrip('+'))}"
 
 
 def main() -> int:

@@ -180,22 +180,26 @@ def test_11_exercises_need_the_loophole_the_binomial_and_the_flat_share():
     assert all(_run(right, {"loophole": '"Hi! Start small and build up slowly."'}, env))
     assert not all(_run(right, {"loophole": '"Start small and build up slowly."'}, env))      # a real one-sentence reply
     assert not all(_run(right, {"loophole": '"Hi! Great idea!"'}, env))                        # no period at all
+    assert not all(_run(right, {"loophole": '"xyz."'}, env))                                   # not a clean reply
     strict = _body(cell, "my_sloppy_one_sentence", "return ins.CHECKERS['one_sentence'](reply)")  # not the sloppy one
     assert not all(_run(strict, {"loophole": '"Hi! Start small and build up slowly."'}, env))
     assert not any(_run(cell, {}, env))
 
     cell = _cell("11_rewards_you_can_check.ipynb", "def my_pass_at_k")
     env = {"math": math, "evaluation": evaluation}
-    assert all(_run(_body(cell, "my_pass_at_k", "return 1 - math.comb(n - c, k) / math.comb(n, k)"), {}, env))
-    assert not all(_run(_body(cell, "my_pass_at_k", "return 1 - (1 - c / n) ** k"), {}, env))   # with replacement
-    assert not all(_run(_body(cell, "my_pass_at_k", "return c / n"), {}, env))                    # pass@1 for every k
+    right = _body(cell, "my_pass_at_k", "return 1 - math.comb(n - c, k) / math.comb(n, k)")
+    assert all(_run(right, {"my_pass_4": "my_pass_at_k(8, 2, 4)"}, env))
+    assert not all(_run(right, {"my_pass_4": "1 - (1 - 2 / 8) ** 4"}, env))                     # with replacement
+    assert not all(_run(_body(cell, "my_pass_at_k", "return 1 - (1 - c / n) ** k"), {"my_pass_4": "0.786"}, env))
+    assert not all(_run(_body(cell, "my_pass_at_k", "return c / n"), {"my_pass_4": "0.786"}, env))   # pass@1 for every k
     assert not any(_run(cell, {}, env))
 
-    cell = _cell("11_rewards_you_can_check.ipynb", "my_best_p = ...")
+    cell = _cell("11_rewards_you_can_check.ipynb", "my_lowest_p = ...")
     env = {"np": np}
     right = _body(cell, "my_flat_share", "return p ** G + (1 - p) ** G")
-    best = "float(grid[np.argmin([my_flat_share(p, 4) for p in grid])])"
-    assert all(_run(right, {"my_best_p": best}, env))
-    assert not all(_run(_body(cell, "my_flat_share", "return p ** G"), {"my_best_p": best}, env))   # all pass only
-    assert not all(_run(right, {"my_best_p": best.replace("argmin", "argmax")}, env))             # the flattest
+    lowest = "float(next(p for p in grid if my_flat_share(p, 4) <= 0.2))"
+    assert all(_run(right, {"my_lowest_p": lowest}, env))
+    assert not all(_run(_body(cell, "my_flat_share", "return p ** G"), {"my_lowest_p": lowest}, env))   # all pass only
+    assert not all(_run(right, {"my_lowest_p": "0.5"}, env))                                         # the least flat
+    assert not all(_run(right, {"my_lowest_p": lowest.replace("0.2", "0.8")}, env))                  # 20 % informative
     assert not any(_run(cell, {}, env))
