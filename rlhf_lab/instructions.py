@@ -114,24 +114,24 @@ def instructed_prompts(prompts: Sequence[world.Prompt], names: Sequence[str] = t
 
 
 # ----------------------------------------------------------------------------- the corpus
+def _without(reply: str, role: str) -> list[str]:
+    """The sentences of ``reply`` less those whose phrasebook role is ``role`` (e.g. its sign-offs)."""
+    g = world.grammar()
+    return [s for s in world.split_sentences(reply)[0] if getattr(g.get(s), "role", None) != role]
+
+
 def follow(prompt: world.Prompt, rng: random.Random, tries: int = 500) -> str:
-    """A fluent reply to ``prompt`` that follows its instruction (a candidate that passes the checker;
-    for a sign-off instruction, a candidate with that sign-off put last)."""
+    """A fluent reply to ``prompt`` that follows its instruction: a candidate that passes the checker (for the
+    sign-off, greeting and "please" instructions, a candidate with that sentence put in its place)."""
     name = prompt.instruction
     for _ in range(tries):
         reply = world.candidate_responses(prompt, 1, rng, mistakes=False)[0]
         if name == "good_luck":            # a sign-off is rare by chance: end the candidate with it instead
-            sentences = [s for s in world.split_sentences(reply)[0]
-                         if (world.grammar().get(s) or world.Role("")).role != "closing"]
-            reply = " ".join(sentences + ["Good luck!"])
+            reply = " ".join(_without(reply, "closing") + ["Good luck!"])
         elif name == "start_hi":
-            sentences = [s for s in world.split_sentences(reply)[0]
-                         if (world.grammar().get(s) or world.Role("")).role != "greeting"]
-            reply = " ".join(["Hi!"] + sentences)
+            reply = " ".join(["Hi!"] + _without(reply, "greeting"))
         elif name == "please" and not CHECKERS["please"](reply):
-            sentences = [s for s in world.split_sentences(reply)[0]
-                         if (world.grammar().get(s) or world.Role("")).role != "closing"]
-            reply = " ".join(sentences + ["Please let me know how it goes."])
+            reply = " ".join(_without(reply, "closing") + ["Please let me know how it goes."])
         if check(prompt, reply):
             return reply
     raise RuntimeError(f"no candidate in {tries} follows {prompt.text!r}")

@@ -76,7 +76,7 @@ class Prompt:
 def strip_instruction(text: str) -> tuple[str, str | None]:
     """``(the prompt without its instruction, the instruction's name)``; ``(text, None)`` if it carries none.
 
-    ``"How do I start a garden? Answer in exactly two sentences."`` -> ``("How do I start a garden?", "two_sentences")``.
+    ``"How do I start a garden? Answer in one sentence."`` -> ``("How do I start a garden?", "one_sentence")``.
     """
     text = " ".join(text.split())
     for name, sentence in INSTRUCTIONS.items():
