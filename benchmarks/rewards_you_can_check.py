@@ -15,15 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
-
-def _mean_sd(values: list[float], fmt: str) -> str:
-    if len(values) < 2:
-        return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt.lstrip('+'))}"
+from seeds import mean_sd   # benchmarks/seeds.py, next to this script
 
 
 def main() -> int:
@@ -57,14 +52,14 @@ def main() -> int:
         print(f"\n{policy}\n{'':>24} {seeds}   mean ± sd")
         for label, get, fmt, unit in columns:
             values = [get(r["policies"][policy]) for r in runs]
-            print(f"{label:>24} " + " ".join(f"{format(v, fmt):>8}" for v in values) + f"   {_mean_sd(values, fmt)}{unit}")
+            print(f"{label:>24} " + " ".join(f"{format(v, fmt):>8}" for v in values) + f"   {mean_sd(values, fmt)}{unit}")
     print(f"\npass@k on held-out prompts\n{'':>24} {seeds}   mean ± sd")
     for policy in runs[0]["pass_at_k"]:
         for k in (1, len(runs[0]["pass_at_k"][policy])):
             values = [100 * r["pass_at_k"][policy][k - 1] for r in runs]
-            print(f"{policy + f' pass@{k}':>24} " + " ".join(f"{v:8.0f}" for v in values) + f"   {_mean_sd(values, '.0f')} %")
+            print(f"{policy + f' pass@{k}':>24} " + " ".join(f"{v:8.0f}" for v in values) + f"   {mean_sd(values, '.0f')} %")
     values = [r["rm_gold_end"] - r["rm_gold_peak"] for r in runs]
-    print(f"\n{'RM run: gold end - peak':>24} " + " ".join(f"{v:+8.2f}" for v in values) + f"   {_mean_sd(values, '+.2f')}")
+    print(f"\n{'RM run: gold end - peak':>24} " + " ".join(f"{v:+8.2f}" for v in values) + f"   {mean_sd(values, '+.2f')}")
     print(f"{'notebook seconds':>24} " + " ".join(f"{r['seconds']:8.0f}" for r in runs))
     return 0
 

@@ -17,15 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
-
-def _mean_sd(values: list[float], fmt: str) -> str:
-    if len(values) < 2:
-        return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt.lstrip('+'))}"
+from seeds import mean_sd   # benchmarks/seeds.py, next to this script
 
 
 def main() -> int:
@@ -55,7 +50,7 @@ def main() -> int:
         values = [list(r["pooling"].values())[i] for r in runs]
         names = sorted({list(r["pooling"])[i] for r in runs})
         label = name.split(" (")[0] if len(names) > 1 else name
-        print(f"{label:>34} " + " ".join(f"{v:8.1%}" for v in values) + f"   {_mean_sd([100 * v for v in values], '.1f')} %"
+        print(f"{label:>34} " + " ".join(f"{v:8.1%}" for v in values) + f"   {mean_sd([100 * v for v in values], '.1f')} %"
               + (f"   ({'; '.join(names)})" if len(names) > 1 else ""))
 
     print(f"\nTwo groups: P(group prefers its own RM's picks to the pooled RM's)\n{'':>34} {seeds}")
@@ -69,13 +64,13 @@ def main() -> int:
             print(f"{name + ' run, ' + key:>34} " + " ".join(
                 f"{r['length_bias'][name][key][0]:+.1f}>{r['length_bias'][name][key][1]:+.1f}".rjust(8) for r in runs))
 
-    print(f"\nThe DPO family at rater noise T = 3 (flip rate {_mean_sd([r['flip_rate'] for r in runs], '.3f')})")
+    print(f"\nThe DPO family at rater noise T = 3 (flip rate {mean_sd([r['flip_rate'] for r in runs], '.3f')})")
     print(f"{'':>26} {'gold win rate vs reference':>28} {'KL (nats)':>22}")
     for i, name in enumerate(runs[0]["family"]):
         rows = [list(r["family"].values())[i] for r in runs]
         wins, kls = [row["win_rate"] for row in rows], [row["kl"] for row in rows]
         label = name.split(" (eps")[0]
-        print(f"{label:>26} {_mean_sd([100 * w for w in wins], '.1f') + ' %':>28} {_mean_sd(kls, '.2f'):>22}"
+        print(f"{label:>26} {mean_sd([100 * w for w in wins], '.1f') + ' %':>28} {mean_sd(kls, '.2f'):>22}"
               f"   per seed: " + ", ".join(f"{w:.1%} / {k:.2f}" for w, k in zip(wins, kls)))
     print(f"\nnotebook seconds: " + ", ".join(f"{r['seconds']:.0f}" for r in runs))
     return 0
