@@ -12,33 +12,11 @@ and pass@8 of the reference and the strict run. Run it on an otherwise idle mach
 """
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import tempfile
-from pathlib import Path
-
-from seeds import mean_sd   # benchmarks/seeds.py, next to this script
+from seeds import mean_sd, run_per_seed   # benchmarks/seeds.py, next to this script
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--out", type=Path, default=None, help="where executed copies go (default: a temp folder)")
-    args = parser.parse_args()
-    os.environ["RLHF_LAB_ARTIFACTS"] = tempfile.mkdtemp(prefix="rlhf-lab-checkable-")   # before rlhf_lab is imported
-    from rlhf_lab import course
-    from rlhf_lab.paths import ARTIFACTS
-
-    path = course.select_notebooks(["11"])[0]
-    out = args.out or Path(tempfile.mkdtemp(prefix="rlhf-lab-executed-"))
-    runs = []
-    for seed in args.seeds:
-        res = course.run_notebook(path, out / f"seed{seed}", {"seed": seed})
-        status = "ok" if res.ok else f"FAILED: {res.error}"
-        print(f"seed {seed}: {res.seconds:.0f} s (budget {res.budget:.0f} s): {status}", flush=True)
-        if res.ok:
-            runs.append(json.loads((ARTIFACTS / "rewards_you_can_check" / f"seed{seed}.json").read_text()))
+    runs = run_per_seed("11", "rewards_you_can_check", __doc__.split("\n\n")[0])
     if not runs:
         return 1
     seeds = " ".join(f"{'seed ' + str(r['seed']):>8}" for r in runs)
