@@ -72,6 +72,7 @@ class Setting:
     beta: float = 0.1            # KL(pi || pi_ref) penalty, summed over the response, in the return
     lr: float = 3e-4             # AdamW learning rate, constant, no weight decay
     max_grad_norm: float = 1.0   # gradient clipping
+    missing_eos_penalty: float | None = None  # TRL's RLOOTrainer has none: every reply gets the reward model's score
     seed: int = 0                # seeds prompt order, sampling and both runs
 
     @property
@@ -119,7 +120,7 @@ def run_ours(s: Setting, prompts: list[str], reward_fn) -> dict:
     reference = models.frozen_copy(policy)
     config = pg.PGConfig(algorithm="rloo", steps=s.steps, prompts_per_step=s.prompts, samples_per_prompt=s.k,
                          lr=s.lr, beta=s.beta, max_new_tokens=s.max_new_tokens, max_grad_norm=s.max_grad_norm,
-                         seed=s.seed)
+                         missing_eos_penalty=s.missing_eos_penalty, seed=s.seed)
     clock = StepClock(reward_fn)
     log = pg.train(policy, reference, tokenizer, clock, prompts, config, progress=True)
     out = clock.steady(s, [row["length"] * s.batch for row in log])   # length: mean response tokens, EOS included
@@ -140,6 +141,7 @@ def ours_settings(s: Setting) -> dict[str, str]:
         "learning rate, schedule": f"{s.lr:g}, constant",
         "optimiser": "torch AdamW, weight decay 0",
         "gradient clipping": f"{s.max_grad_norm}",
+        "reply without EOS": f"{'reward model score' if s.missing_eos_penalty is None else -s.missing_eos_penalty} (missing_eos_penalty={s.missing_eos_penalty})",
         "passes per batch": "1 (REINFORCE loss, one step)",
         "precision": "fp32, activation checkpointing False",
         "generation": "rlhf_lab.generation.sample (KV-cache loop, prefix sharing)",
@@ -184,6 +186,7 @@ def trl_settings(args) -> dict[str, str]:
         "learning rate, schedule": f"{args.learning_rate:g}, {getattr(args.lr_scheduler_type, 'value', args.lr_scheduler_type)}",
         "optimiser": f"{getattr(args.optim, 'value', args.optim)}, weight decay {args.weight_decay:g}",
         "gradient clipping": f"{args.max_grad_norm}",
+        "reply without EOS": "reward model score (RLOOTrainer has no missing_eos_penalty)",
         "passes per batch": f"{args.num_iterations} (num_iterations; clipped ratio = 1)",
         "precision": f"{'bf16' if args.bf16 else 'fp32'}, activation checkpointing {args.gradient_checkpointing}",
         "generation": "model.generate (transformers)",
