@@ -260,3 +260,51 @@ def test_preallocated_layer_grows_like_a_dynamic_layer_when_full():
         for a, b in zip(layer.update(k, v), plain.update(k, v)):
             assert torch.equal(a, b)
     assert layer.get_seq_length() == plain.get_seq_length() == 9
+
+
+def test_ready_made_step_mask_draws_what_the_2d_mask_draws(policy, tmp_path, monkeypatch):
+    """With SDPA attention, each decoding step gets its (B, 1, 1, L) boolean mask ready-made instead of the 2D mask
+    transformers turns into it at every step (with vmap in 4.x): the same tokens and log-probs, bit for bit, on the
+    test GPT-2 and on the Llama stand-in (a chat template, grouped-query attention), with left padding and rows
+    ending at different steps."""
+    import rlhf_lab.generation as generation
+    from rlhf_lab import models
+    from standins import build_llama_chat
+
+    llama, llama_tok = models.load_policy(build_llama_chat(tmp_path / "llama"))
+    used = []
+
+    def spy(mask):
+        used.append(step_mask(mask).shape)
+        return step_mask(mask)
+    step_mask = generation._step_mask
+    monkeypatch.setattr(generation, "_step_mask", spy)
+    for model, tok in (policy, (llama.eval(), llama_tok)):
+        assert generation._takes_bool_mask(model)                 # both attend with SDPA
+        for k, config in ((1, SampleConfig(max_new_tokens=12)), (4, SampleConfig(max_new_tokens=30, top_k=20))):
+            prompts = [p for p in PROMPTS for _ in range(k)]
+            used.clear()
+            ready = sample(model, tok, prompts, config, generator=_gen(3))
+            assert used and all(len(shape) == 4 and shape[1:3] == (1, 1) for shape in used)
+            with monkeypatch.context() as m:
+                m.setattr(generation, "_takes_bool_mask", lambda model: False)
+                plain = sample(model, tok, prompts, config, generator=_gen(3))
+            assert torch.equal(ready.response_ids, plain.response_ids) and ready.texts == plain.texts
+            assert torch.equal(ready.response_mask, plain.response_mask)
+            assert torch.equal(ready.logprobs, plain.logprobs)
+    assert not generation._step_mask(torch.tensor([[0, 1, 1]]))[0, 0, 0, 0]   # a pad column is not attended
+
+
+def test_other_attention_implementations_keep_the_2d_mask(policy, monkeypatch):
+    """Eager attention adds a float mask: it gets the 2D mask, as transformers expects, and samples as before."""
+    import rlhf_lab.generation as generation
+
+    model, tok = policy
+    model.config._attn_implementation = "eager"
+    try:
+        assert not generation._takes_bool_mask(model)
+        monkeypatch.setattr(generation, "_step_mask", lambda mask: pytest.fail("a ready-made mask under eager"))
+        out = sample(model, tok, PROMPTS, SampleConfig(max_new_tokens=8), generator=_gen(1))
+    finally:
+        model.config._attn_implementation = "sdpa"
+    assert out.response_ids.shape[0] == len(PROMPTS)
