@@ -333,8 +333,8 @@ def _takes_bool_mask(model: PreTrainedModel) -> bool:
 
 
 def _step_mask(mask: torch.Tensor) -> torch.Tensor:
-    """(B, L) 0/1 mask of one decoding step -> (B, 1, 1, L) booleans: the step's single query attends to every
-    column marked 1 (all of them lie before it, so the mask is also causal)."""
+    """(B, L) 0/1 mask of one decoding step -> (B, 1, 1, L) booleans: the step's single query (the token in the last
+    column) attends to every column marked 1; none lies after it, so the mask is also causal."""
     return mask[:, None, None, :].bool()
 
 
