@@ -37,8 +37,7 @@ print(f"Colab's set: Python {platform.python_version()},",
 PY
 export HF_HUB_OFFLINE=1
 "$VENV/bin/python" -m pytest -m quick -q -W ignore::DeprecationWarning "$@"
-RLHF_LAB_ARTIFACTS="$(mktemp -d)" PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" -m rlhf_lab.course run \
-  --out build/notebooks-colab
+RLHF_LAB_ARTIFACTS="$(mktemp -d)" "$VENV/bin/python" -m rlhf_lab.course run --out build/notebooks-colab
 "$VENV/bin/python" - <<'PY'
 import json, pathlib, sys
 versions = {json.loads(p.read_text())["metadata"]["language_info"]["version"][:4]
