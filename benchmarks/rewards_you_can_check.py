@@ -1,6 +1,6 @@
 """Notebook 11 ("Rewards you can check") under several seeds: pass rates, gold and KL before and after (issue 17).
 
-    python benchmarks/rewards_you_can_check.py                 # seeds 0 1 2: about 80 s a seed on 2 cores
+    python benchmarks/rewards_you_can_check.py                 # seeds 0 1 2: about 100 s a seed on 2 cores
     python benchmarks/rewards_you_can_check.py --seeds 0 1
 
 Runs ``notebooks/11_rewards_you_can_check.ipynb`` headless once per seed (papermill, default parameters otherwise,
