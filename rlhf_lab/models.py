@@ -327,6 +327,45 @@ def freeze(model: PreTrainedModel) -> PreTrainedModel:
     return model
 
 
+def decoder_blocks(model: PreTrainedModel) -> torch.nn.ModuleList:
+    """The transformer blocks of a causal LM, bottom first: ``transformer.h`` (GPT-2), ``model.layers``
+    (Llama, SmolLM2), ``gpt_neox.layers`` (Pythia)."""
+    base = model.base_model
+    for name in ("h", "layers"):
+        blocks = getattr(base, name, None)
+        if isinstance(blocks, torch.nn.ModuleList):
+            return blocks
+    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__} (looked for "
+                     f"{type(base).__name__}.h and .layers)")
+
+
+def freeze_bottom_layers(model: PreTrainedModel, num_layers_unfrozen: int) -> list[torch.nn.Parameter]:
+    """Train only the top ``num_layers_unfrozen`` transformer blocks and what sits above them (the final norm;
+    an output layer not tied to the embeddings); freeze the embeddings and every block below. Returns the
+    parameters that still take gradients.
+
+    trlX's ``num_layers_unfrozen`` freezes the bottom blocks only; here the embeddings are frozen too, because a
+    small model's output layer is tied to them: what it spells stays the reference's, and RL changes which
+    sentence the upper blocks choose (measured in ``benchmarks/frozen_layers.py``). Parameters above the frozen
+    part keep the ``requires_grad`` they had.
+    """
+    blocks = decoder_blocks(model)
+    if not 0 <= num_layers_unfrozen <= len(blocks):
+        raise ValueError(f"num_layers_unfrozen must be between 0 and the model's {len(blocks)} blocks, "
+                         f"got {num_layers_unfrozen}")
+    keep = {id(p) for block in blocks[len(blocks) - num_layers_unfrozen:] for p in block.parameters()}
+    for name in ("ln_f", "norm", "final_layer_norm"):      # GPT-2, Llama, Pythia
+        final_norm = getattr(model.base_model, name, None)
+        if isinstance(final_norm, torch.nn.Module):
+            keep |= {id(p) for p in final_norm.parameters()}
+    for p in model.base_model.parameters():
+        if id(p) not in keep:
+            p.requires_grad_(False)
+    if checkpointing_on(model):       # checkpointed blocks above frozen embeddings need inputs that take gradients
+        model.enable_input_require_grads()
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 # ---------------------------------------------------------------------------- gradient checkpointing
 def checkpointing_on(model: PreTrainedModel) -> bool:
     """Whether activation checkpointing (also called gradient checkpointing) is enabled on ``model``.

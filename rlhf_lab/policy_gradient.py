@@ -328,6 +328,8 @@ class PGConfig:
     max_new_tokens: int = MAX_NEW_TOKENS  # response length cap when sampling
     missing_eos_penalty: float | None = 4.0  # a reply with no EOS scores -this instead of the reward model's score
     max_grad_norm: float = 1.0       # clip the global gradient norm to this
+    num_layers_unfrozen: int | None = None  # train only the top N transformer blocks (+ final norm); embeddings and
+                                     # lower blocks stay the reference's (models.freeze_bottom_layers). None: all
     loss_type: str = "grpo"          # GRPO: token aggregation, "grpo", "dr_grpo" or "dapo" (as TRL's GRPOConfig)
     scale_rewards: bool = True       # GRPO: divide the group-centred scores by their std (False: Dr. GRPO)
     ppo_epochs: int = 4              # PPO: passes over each batch
@@ -359,6 +361,8 @@ class PGConfig:
             if self.algorithm != "ppo" and self.micro_batch_size % self.samples_per_prompt:
                 raise ValueError(f"micro_batch_size ({self.micro_batch_size}) must be a multiple of samples_per_prompt "
                                  f"({self.samples_per_prompt}): a prompt's responses share one forward pass")
+        if self.num_layers_unfrozen is not None and self.num_layers_unfrozen < 0:
+            raise ValueError(f"num_layers_unfrozen must be >= 0 or None, got {self.num_layers_unfrozen}")
         if self.missing_eos_penalty is not None and self.missing_eos_penalty < 0:
             raise ValueError(f"missing_eos_penalty must be >= 0 or None, got {self.missing_eos_penalty}")
 
@@ -388,7 +392,8 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
     REINFORCE and RLOO put the KL in the reward (:func:`kl_shaped_rewards`) and take one step on
     ``-mean(A * log pi(y|x))`` (:func:`reinforce_loss`); GRPO puts it in the loss (:func:`grpo_loss`); PPO runs
     :func:`ppo_update` on the KL-shaped per-token rewards. Stops with ``FloatingPointError`` naming the step on a
-    NaN or infinite loss.
+    NaN or infinite loss. With ``num_layers_unfrozen`` set, the policy's embeddings and lower blocks are frozen
+    first (:func:`models.freeze_bottom_layers`, in place) and only the parameters left trainable are optimised.
     """
     import random
     import time
@@ -406,7 +411,10 @@ def train(policy, ref_model, tokenizer, reward_fn, prompts: list[str], config: P
     generator = torch.Generator(device=policy.device).manual_seed(cfg.seed)
     minibatch_generator = torch.Generator().manual_seed(cfg.seed + 7)   # PPO's minibatch order, new every epoch
     value_head = ValueHead(policy.config.hidden_size).to(policy.device) if cfg.algorithm == "ppo" else None
-    params = list(policy.parameters()) + (list(value_head.parameters()) if value_head is not None else [])
+    if cfg.num_layers_unfrozen is not None:
+        models.freeze_bottom_layers(policy, cfg.num_layers_unfrozen)
+    params = ([p for p in policy.parameters() if p.requires_grad]
+              + (list(value_head.parameters()) if value_head is not None else []))
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     kl_ctl = AdaptiveKLController(cfg.beta, cfg.target_kl, cfg.kl_horizon) if cfg.target_kl else None
     beta = cfg.beta

@@ -101,6 +101,23 @@ def test_reward_model_rloo_and_dpo_run_on_the_standin(standins, name):
         assert row["prompt"] == models.format_prompt(records[0].prompt) and row["chosen"].startswith(" ")
 
 
+def test_frozen_bottom_layers_train_under_checkpointing_and_micro_batches(standins):
+    """The Llama stand-in (2 blocks), checkpointed: with its embeddings and lower block frozen, the checkpointed upper
+    block still gets gradients (``enable_input_require_grads``; without it transformers 4.x's re-entrant checkpointing
+    leaves the block without any) and moves; the frozen part does not."""
+    policy, tokenizer = models.load_policy(standins["llama"])
+    models.enable_checkpointing(policy)
+    train, _ = world.split_prompts(world.load_prompts())
+    before = {n: p.detach().clone() for n, p in policy.named_parameters()}
+    pg.train(policy, models.frozen_copy(policy), tokenizer, lambda p, r: torch.randn(len(r), generator=torch.Generator().manual_seed(0)),
+             [p.text for p in train], pg.PGConfig(steps=1, prompts_per_step=2, samples_per_prompt=4, max_new_tokens=12,
+                                                 lr=1e-3, micro_batch_size=4, missing_eos_penalty=None,
+                                                 num_layers_unfrozen=1), progress=False)
+    moved = {n for n, p in policy.named_parameters() if not torch.equal(p, before[n])}
+    assert any(n.startswith("model.layers.1.") for n in moved), moved
+    assert not any(n.startswith(("model.layers.0.", "model.embed_tokens")) for n in moved), moved
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", ["llama", "gpt2"])
 def test_notebook_09_runs_on_the_standin(standins, name, tmp_path):

@@ -169,6 +169,8 @@ def test_config_rejects_bad_settings():
         pg.PGConfig(beta=-0.1)
     with pytest.raises(ValueError, match="target_kl"):
         pg.PGConfig(target_kl=0.0)
+    with pytest.raises(ValueError, match="num_layers_unfrozen"):
+        pg.PGConfig(num_layers_unfrozen=-1)
 
 
 # ------------------------------------------------------------------- missing EOS
@@ -229,17 +231,17 @@ def _fresh(policy):
     return models.trainable_copy(policy)
 
 
-@pytest.mark.parametrize("algorithm", ["rloo", "ppo"])
-def test_short_run_raises_gold_reward_and_beats_the_reference(setup, algorithm):
-    """RLOO / PPO against the gold reward: reward rises, the tuned policy wins most comparisons, KL stays bounded."""
+@pytest.mark.parametrize("algorithm, lr, unfrozen", [("rloo", 1.5e-4, None), ("ppo", 5e-5, None), ("rloo", 6e-4, 2)])
+def test_short_run_raises_gold_reward_and_beats_the_reference(setup, algorithm, lr, unfrozen):
+    """RLOO / PPO against the gold reward: reward rises, the tuned policy wins most comparisons, KL stays bounded;
+    also RLOO with only the top two blocks trained, at a larger step."""
     from rlhf_lab import evaluation, models
 
     policy, tokenizer, train_texts, test_texts = setup
     ref_model = models.frozen_copy(policy)
     model = _fresh(policy)
     config = pg.PGConfig(algorithm=algorithm, steps=16, prompts_per_step=8, samples_per_prompt=4,
-                         lr=1.5e-4 if algorithm == "rloo" else 5e-5, beta=0.1, seed=0,
-                         ppo_epochs=2)
+                         lr=lr, beta=0.1, seed=0, ppo_epochs=2, num_layers_unfrozen=unfrozen)
     log = pg.train(model, ref_model, tokenizer, evaluation.gold_reward_fn, train_texts, config,
                    gold_fn=evaluation.gold_reward_fn, progress=False)
     gold = [r["gold_reward"] for r in log]
@@ -251,6 +253,51 @@ def test_short_run_raises_gold_reward_and_beats_the_reference(setup, algorithm):
     assert kl <= 15.0, kl
     if algorithm == "ppo":
         assert all("clipfrac" in r and "value_loss" in r for r in log)
+
+
+def test_freeze_bottom_layers_keeps_the_top_blocks_and_the_final_norm_trainable(setup):
+    from rlhf_lab import models
+
+    policy, *_ = setup
+    n_blocks = len(models.decoder_blocks(policy))
+    assert n_blocks == policy.config.n_layer == 4
+
+    def trainable(k):
+        model = _fresh(policy)
+        returned = models.freeze_bottom_layers(model, k)
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert {id(p) for p in returned} == {id(p) for n, p in model.named_parameters() if n in names}
+        return names
+
+    top2 = trainable(2)
+    assert top2 and all(n.startswith(("transformer.h.2.", "transformer.h.3.", "transformer.ln_f.")) for n in top2)
+    assert any(n.startswith("transformer.h.2.") for n in top2) and "transformer.ln_f.weight" in top2
+    assert "transformer.wte.weight" not in top2          # the embeddings, and the output layer tied to them, stay
+    tied = _fresh(policy)
+    assert tied.lm_head.weight is tied.transformer.wte.weight   # so the output layer is frozen with them
+    assert trainable(0) == {"transformer.ln_f.weight", "transformer.ln_f.bias"}
+    assert trainable(n_blocks) == {n for n, _ in policy.named_parameters()} - {"transformer.wte.weight",
+                                                                              "transformer.wpe.weight"}
+    for bad in (-1, n_blocks + 1):
+        with pytest.raises(ValueError, match="num_layers_unfrozen"):
+            models.freeze_bottom_layers(_fresh(policy), bad)
+
+
+def test_train_with_num_layers_unfrozen_moves_only_the_top_blocks(setup):
+    from rlhf_lab import evaluation, models
+
+    policy, tokenizer, train_texts, _ = setup
+    model = _fresh(policy)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    config = pg.PGConfig(steps=2, prompts_per_step=4, samples_per_prompt=4, lr=6e-4, num_layers_unfrozen=2, seed=0)
+    pg.train(model, models.frozen_copy(policy), tokenizer, evaluation.gold_reward_fn, train_texts, config, progress=False)
+    for name, p in model.named_parameters():
+        moved = not torch.equal(p, before[name])
+        if name.startswith(("transformer.h.2.", "transformer.h.3.")) and name.endswith("weight"):
+            assert moved, name
+        if name.startswith(("transformer.wte", "transformer.wpe", "transformer.h.0.", "transformer.h.1.")):
+            assert not moved, name
+            assert not p.requires_grad, name
 
 
 def test_training_stops_with_a_clear_message_on_nan(setup):
