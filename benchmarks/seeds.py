@@ -39,3 +39,47 @@ def run_per_seed(number: str, folder: str, description: str) -> list[dict]:
         if res.ok:
             runs.append(json.loads((ARTIFACTS / folder / f"seed{seed}.json").read_text()))
     return runs
+
+
+def sweep_arguments(parser) -> None:
+    """The options every resumable training sweep takes: ``--seeds``, ``--eval-samples``, ``--threads``, ``--table``."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--eval-samples", type=int, default=4, help="samples per held-out prompt (4: 252 comparisons)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--table", action="store_true", help="run nothing: only report the runs already saved")
+
+
+def saved_runs(folder) -> tuple:
+    """``(folder/runs.jsonl, the runs already in it)``: a sweep appends each finished run at once (:func:`append_run`),
+    so an interrupted one loses nothing and a rerun skips what is there."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = folder / "runs.jsonl"
+    return runs, ([json.loads(line) for line in runs.read_text().splitlines()] if runs.exists() else [])
+
+
+def append_run(runs, *rows: dict) -> None:
+    """Append ``rows`` to the sweep's ``runs.jsonl``, one JSON object a line."""
+    import json
+
+    with runs.open("a") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def policy_and_proxy(threads: int):
+    """The shipped tiny policy, its tokenizer and the course's reward model as a reward function, on ``threads``."""
+    import torch
+
+    from rlhf_lab import models, reward_model as rm
+
+    torch.set_num_threads(threads)
+    policy, tokenizer = models.load_policy()
+    reward_net, reward_tokenizer = rm.default_reward_model(progress=False)
+
+    def proxy(prompts, responses):
+        return rm.score(reward_net, reward_tokenizer, prompts, responses)
+
+    return policy, tokenizer, proxy
