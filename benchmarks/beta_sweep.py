@@ -4,8 +4,9 @@
     python benchmarks/beta_sweep.py --methods rloo --seeds 0 --betas 0.1
     python benchmarks/beta_sweep.py --table               # print the table (and draw the figure) of what is saved
 
-Every run starts from the shipped tiny policy, trains at the notebooks' settings (05: RLOO lr 1.5e-4; 06: PPO
-lr 5e-5, 2 epochs, GRPO lr 1.5e-4; 07: DPO lr 1e-4 on 19,200 simulated pairs) with only beta changed, and is
+Every run starts from the shipped tiny policy, trains at the notebooks' settings (05: RLOO lr 6e-4 on the top two
+blocks; 06: PPO lr 5e-5, 2 epochs, on every parameter, GRPO as RLOO; 07: DPO lr 1e-4 on 19,200 simulated pairs)
+with only beta changed, and is
 judged on the held-out prompts: mean gold reward of its replies, gold win rate against the reference (ties
 split), and KL(pi || pi_ref) in nats per response (k1, sampled). Best-of-n is drawn from one pool of reference
 samples per seed; its KL is the upper bound log n - (n - 1) / n (Beirami et al. 2024), so its points sit at
@@ -17,18 +18,18 @@ an interrupted sweep loses nothing; the table is printed from that file and the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
-import torch
+from seeds import append_run, policy_and_proxy, saved_runs, sweep_arguments   # benchmarks/seeds.py, next to this script
 
-from rlhf_lab import dpo, evaluation, models, policy_gradient as pg, reward_data, reward_model as rm, set_seed, world
+from rlhf_lab import dpo, evaluation, models, policy_gradient as pg, reward_data, set_seed, world
 
 OUT = Path("build/beta_sweep")
 BETAS = {"rloo": [0.03, 0.1, 0.3], "grpo": [0.03, 0.1, 0.3], "ppo": [0.03, 0.1, 0.3], "dpo": [0.1, 0.25, 0.5]}
-LR = {"rloo": 1.5e-4, "grpo": 1.5e-4, "ppo": 5e-5, "dpo": 1e-4}
+LR = {"rloo": 6e-4, "grpo": 6e-4, "ppo": 5e-5, "dpo": 1e-4}
+UNFROZEN = {"rloo": 2, "grpo": 2, "ppo": None}   # PGConfig.num_layers_unfrozen (None: every parameter)
 BON_N = [1, 2, 4, 8, 16]
 
 
@@ -44,7 +45,8 @@ def run_one(method: str, beta: float, seed: int, policy, tokenizer, proxy, train
                       dpo.DPOConfig(beta=beta, lr=LR[method], epochs=1, batch_size=240, seed=seed), progress=False)
     else:
         extra = {"ppo_epochs": 2} if method == "ppo" else {}
-        config = pg.PGConfig(algorithm=method, beta=beta, lr=LR[method], seed=seed, **extra)
+        config = pg.PGConfig(algorithm=method, beta=beta, lr=LR[method], num_layers_unfrozen=UNFROZEN[method], seed=seed,
+                             **extra)
         pg.train(model, ref_model, tokenizer, proxy, [p.text for p in train_prompts], config, progress=False)
     seconds = time.perf_counter() - start
     result = evaluation.compare(model, ref_model, tokenizer, test_texts, samples_per_prompt=eval_samples, seed=seed)
@@ -109,38 +111,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=list(BETAS), choices=list(BETAS))
     parser.add_argument("--betas", nargs="+", type=float, default=None, help="override every method's betas")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--eval-samples", type=int, default=4, help="samples per held-out prompt (4: 252 comparisons)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--table", action="store_true", help="only print the table and draw the figure")
+    sweep_arguments(parser)
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    runs = OUT / "runs.jsonl"
-    records = [json.loads(line) for line in runs.read_text().splitlines()] if runs.exists() else []
+    runs, records = saved_runs(OUT)
     if not args.table:
-        torch.set_num_threads(args.threads)
-        policy, tokenizer = models.load_policy()
-        reward_net, reward_tokenizer = rm.default_reward_model(progress=False)
-
-        def proxy(prompts, responses):
-            return rm.score(reward_net, reward_tokenizer, prompts, responses)
-
+        policy, tokenizer, proxy = policy_and_proxy(args.threads)
         train_prompts, test_prompts = world.split_prompts(world.load_prompts())
         test_texts = [p.text for p in test_prompts]
         done = {(r["method"], r.get("beta", r.get("n")), r["seed"]) for r in records}
         for seed in args.seeds:
             if ("best-of-n", BON_N[0], seed) not in done:
                 new = best_of_n(seed, policy, tokenizer, proxy, test_texts)
-                with runs.open("a") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in new)
+                append_run(runs, *new)
                 records += new
             for method in args.methods:
                 for beta in args.betas or BETAS[method]:
                     if (method, beta, seed) in done:
                         continue
                     r = run_one(method, beta, seed, policy, tokenizer, proxy, train_prompts, test_texts, args.eval_samples)
-                    with runs.open("a") as f:
-                        f.write(json.dumps(r) + "\n")
+                    append_run(runs, r)
                     records.append(r)
                     print(f"{method:<5} beta {beta:<5} seed {seed}: gold {r['gold']:+.2f} (reference {r['reference_gold']:+.2f}), "
                           f"win {r['win_rate']:.0%}, KL {r['kl']:.1f}, {r['train_seconds']:.0f} s", flush=True)

@@ -200,7 +200,8 @@ def test_presets_follow_the_policy_name(tmp_path):
     from rlhf_lab import models
 
     assert models.preset(models.DEFAULT_POLICY).name == "tiny"
-    assert models.preset(models.DEFAULT_POLICY).lr == 1.5e-4       # notebook 05's measured setting
+    tiny = models.preset(models.DEFAULT_POLICY)
+    assert (tiny.lr, tiny.num_layers_unfrozen) == (6e-4, 2)          # notebook 05's measured setting
     saved = tmp_path / "policies" / "rloo"                           # a policy trained from the tiny one
     policy, tokenizer = models.load_policy()
     models.save_policy(policy, tokenizer, saved)
@@ -209,6 +210,7 @@ def test_presets_follow_the_policy_name(tmp_path):
     assert models.preset("HuggingFaceTB/SmolLM2-135M-Instruct").name == "smollm2"
     assert models.preset("meta-llama/Llama-3.2-1B").name == "hub"
     assert models.preset("gpt2").lr < models.preset(models.DEFAULT_POLICY).lr
+    assert models.preset("gpt2").num_layers_unfrozen is None         # a hub model trains every parameter
 
 
 def test_auto_device_is_the_gpu_when_there_is_one(monkeypatch):

@@ -354,8 +354,10 @@ def _notebook_function(notebook: str, name: str, env: dict):
     raise AssertionError(f"{notebook} defines no function {name}")
 
 
-def test_notebook_05s_rloo_step_equals_one_step_of_train(setup):
-    """Notebook 05's inline ``rloo_step``, run as the notebook defines it, against one step of ``pg.train``."""
+@pytest.mark.parametrize("unfrozen", [None, 2])
+def test_notebook_05s_rloo_step_equals_one_step_of_train(setup, unfrozen):
+    """Notebook 05's inline ``rloo_step``, run as the notebook defines it, against one step of ``pg.train``: every
+    parameter trained, and only the top two blocks (the notebook's setting: the inline model frozen by hand)."""
     import random
 
     from rlhf_lab import evaluation, models
@@ -363,7 +365,8 @@ def test_notebook_05s_rloo_step_equals_one_step_of_train(setup):
 
     policy, tokenizer, train_texts, _ = setup
     ref_model = models.frozen_copy(policy)
-    config = pg.PGConfig(steps=1, prompts_per_step=4, samples_per_prompt=4, seed=3)
+    config = pg.PGConfig(steps=1, prompts_per_step=4, samples_per_prompt=4, seed=3, num_layers_unfrozen=unfrozen,
+                         lr=1.5e-4 if unfrozen is None else 6e-4)
     env = {"torch": torch, "pg": pg, "sample": sample, "SampleConfig": SampleConfig, "response_logprobs": response_logprobs,
            "tokenizer": tokenizer, "ref_model": ref_model, "train_texts": train_texts, "proxy_reward": evaluation.gold_reward_fn,
            "samples_per_prompt": config.samples_per_prompt, "prompts_per_step": config.prompts_per_step,
@@ -372,7 +375,9 @@ def test_notebook_05s_rloo_step_equals_one_step_of_train(setup):
     by_package = _fresh(policy)
     pg.train(by_package, ref_model, tokenizer, evaluation.gold_reward_fn, train_texts, config, progress=False)
     inline = _fresh(policy).eval()
-    optimizer = torch.optim.AdamW(inline.parameters(), lr=config.lr, weight_decay=0.0)
+    if unfrozen is not None:
+        models.freeze_bottom_layers(inline, unfrozen)
+    optimizer = torch.optim.AdamW([p for p in inline.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
     rloo_step(inline, optimizer, random.Random(config.seed), torch.Generator().manual_seed(config.seed))
     moved = max((a - b).abs().max().item() for a, b in zip(by_package.parameters(), policy.parameters()))
     gap = max((a - b).abs().max().item() for a, b in zip(by_package.parameters(), inline.parameters()))
