@@ -1,7 +1,9 @@
-"""What the benchmarks that run a notebook under several seeds share: running it per seed, and the mean ± sd cell."""
+"""What the benchmarks over several seeds share: running a notebook per seed, the mean ± sd cell, and for the
+resumable training sweeps (beta_sweep.py, frozen_layers.py) their options, their runs.jsonl and the models they load."""
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 
 
 def mean_sd(values: list[float], fmt: str) -> str:
@@ -49,11 +51,10 @@ def sweep_arguments(parser) -> None:
     parser.add_argument("--table", action="store_true", help="run nothing: only report the runs already saved")
 
 
-def saved_runs(folder) -> tuple:
+def saved_runs(folder: str | Path) -> tuple[Path, list[dict]]:
     """``(folder/runs.jsonl, the runs already in it)``: a sweep appends each finished run at once (:func:`append_run`),
     so an interrupted one loses nothing and a rerun skips what is there."""
     import json
-    from pathlib import Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,7 +62,7 @@ def saved_runs(folder) -> tuple:
     return runs, ([json.loads(line) for line in runs.read_text().splitlines()] if runs.exists() else [])
 
 
-def append_run(runs, *rows: dict) -> None:
+def append_run(runs: Path, *rows: dict) -> None:
     """Append ``rows`` to the sweep's ``runs.jsonl``, one JSON object a line."""
     import json
 

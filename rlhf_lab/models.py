@@ -229,6 +229,13 @@ class Preset:
     micro_batch_size: int | None     # rows per forward pass with gradients (None: the whole batch)
     dtype: str                       # the policy's weights ("float32"; mixed precision is TRL's bf16=True)
 
+    def unfrozen(self, requested: int | None) -> int | None:
+        """A notebook's ``num_layers_unfrozen`` parameter as ``PGConfig`` takes it: None gives this preset's,
+        -1 every parameter (None), N the top N blocks."""
+        if requested is None:
+            return self.num_layers_unfrozen
+        return None if requested < 0 else requested
+
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", lr=6e-4, num_layers_unfrozen=2, ppo_lr=5e-5, dpo_lr=1e-4, rm_lr=5e-4, prompts_per_step=16,

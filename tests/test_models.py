@@ -211,6 +211,8 @@ def test_presets_follow_the_policy_name(tmp_path):
     assert models.preset("meta-llama/Llama-3.2-1B").name == "hub"
     assert models.preset("gpt2").lr < models.preset(models.DEFAULT_POLICY).lr
     assert models.preset("gpt2").num_layers_unfrozen is None         # a hub model trains every parameter
+    assert (tiny.unfrozen(None), tiny.unfrozen(-1), tiny.unfrozen(3)) == (2, None, 3)   # a notebook's parameter
+    assert models.preset("gpt2").unfrozen(None) is None and models.preset("gpt2").unfrozen(1) == 1
 
 
 def test_auto_device_is_the_gpu_when_there_is_one(monkeypatch):
