@@ -399,7 +399,7 @@ def _drop_ended_rows(cache, alive: torch.Tensor, rows: torch.Tensor | None, logi
     each time, so not at every step): returns the new ``rows`` (indices of the rows in the batch, None for all B)
     and ``logits`` (B, V), made a tensor of its own the first time, so that the batch's rows can be written into it.
 
-    The numbers do not change: every row still gets its draw at every step (``multinomial`` draws for all B rows,
+    The numbers do not change: every row still gets its draw at every step (``categorical`` draws for all B rows,
     so the generator advances as before), and on the CPU a row's logits do not depend on the other rows in the
     batch, except that matrix products of 1-3 rows round differently, so the batch never goes below 4 rows.
     (Used on the CPU only: there the time is proportional to the rows; on a GPU it mostly is not.)
@@ -439,10 +439,26 @@ def _draw(logits: torch.Tensor, config: SampleConfig, generator: torch.Generator
         drop_sorted = (probs.cumsum(-1) - probs) >= config.top_p
         drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(-1)
-    if generator is not None and generator.device != probs.device:   # e.g. a CPU generator, a model on a GPU:
-        return torch.multinomial(probs.float().cpu(), 1, generator=generator).squeeze(-1).to(probs.device)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return categorical(logits.softmax(-1), generator)
+
+
+def categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One index per row of ``probs`` (B, V), drawn with probability ``probs[b, i]`` (rows need not sum to 1).
+
+    Inverse-CDF sampling: one uniform u per row, scaled by the row's total, and the first index whose cumulative
+    probability exceeds it. The same distribution as ``torch.multinomial(probs, 1)``, with one random number per
+    row instead of V (multinomial drew V exponentials per row: on the CPU, 64 x 1024 took 1.6 ms against 0.05 ms
+    here, a sixth of the tiny policy's sampling time). The cumulative sums are in float64, so that a token of
+    probability 0 is never drawn and the last token keeps its share. ``generator`` may live on another device than
+    ``probs`` (a CPU generator with a model on a GPU): the B uniforms are drawn on it and moved. Returns (B,) long.
+    """
+    cdf = probs.double().cumsum(-1)                                                   # (B, V)
+    device = generator.device if generator is not None else probs.device
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=device, dtype=torch.float64).to(probs.device)
+    total = cdf[:, -1:]
+    index = torch.searchsorted(cdf, u * total, right=True)     # the first index with cdf > u * total
+    last = (cdf < total).sum(-1, keepdim=True)                   # the last index with probability > 0
+    return torch.minimum(index, last).squeeze(-1)               # (u * total may round up to total: rarely)
 
 
 def _cache_argument(model: PreTrainedModel) -> str:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rlhf_lab import world
-from rlhf_lab.generation import (Batch, SampleConfig, encode, encode_prompts, position_ids_from_mask,
+from rlhf_lab.generation import (Batch, SampleConfig, categorical, encode, encode_prompts, position_ids_from_mask,
                                  response_logprobs, sample, sequence_logprob)
 from rlhf_lab.models import TinyGPTConfig, build_model, build_tokenizer, format_prompt, format_response
 from rlhf_lab.pretrain import corpus_texts
@@ -149,6 +149,21 @@ def test_sampling_is_reproducible(policy):
     assert torch.equal(a.response_ids, b.response_ids) and a.texts == b.texts
     assert torch.equal(a.logprobs, b.logprobs)
     assert a.texts != c.texts
+
+
+def test_categorical_draws_each_index_with_its_probability():
+    # rows that need not sum to 1, zeros in the middle and at both ends
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0, 6.0]])
+    n = 40_000
+    draws = categorical(probs.repeat_interleave(n, 0), _gen(0)).view(2, n)
+    freq = torch.stack([torch.bincount(row, minlength=6) for row in draws]).float() / n
+    expected = probs / probs.sum(1, keepdim=True)
+    assert torch.all(freq[expected == 0] == 0)                    # an index of probability 0 is never drawn
+    assert torch.allclose(freq, expected, atol=4 * (0.25 / n) ** 0.5), freq   # within 4 standard errors
+    assert torch.equal(categorical(probs, _gen(1)), categorical(probs, _gen(1)))   # the generator decides
+    one_hot = torch.zeros(3, 1024)
+    one_hot[:, [0, 500, 1023]] = torch.eye(3)
+    assert categorical(one_hot, _gen(2)).tolist() == [0, 500, 1023]    # a sure token, wherever it sits
 
 
 def test_greedy_top_k_1_and_tiny_top_p_agree(policy):
