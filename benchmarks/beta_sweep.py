@@ -5,7 +5,7 @@
     python benchmarks/beta_sweep.py --table               # print the table (and draw the figure) of what is saved
 
 Every run starts from the shipped tiny policy, trains at the notebooks' settings (05: RLOO lr 6e-4 on the top two
-blocks; 06: PPO lr 5e-5, 2 epochs, on every parameter, GRPO as RLOO; 07: DPO lr 1e-4 on 19,200 simulated pairs)
+blocks; 06: PPO lr 3e-4, 2 epochs, on the top two blocks, GRPO as RLOO; 07: DPO lr 1e-4 on 19,200 simulated pairs)
 with only beta changed, and is
 judged on the held-out prompts: mean gold reward of its replies, gold win rate against the reference (ties
 split), and KL(pi || pi_ref) in nats per response (k1, sampled). Best-of-n is drawn from one pool of reference
@@ -28,8 +28,8 @@ from rlhf_lab import dpo, evaluation, models, policy_gradient as pg, reward_data
 
 OUT = Path("build/beta_sweep")
 BETAS = {"rloo": [0.03, 0.1, 0.3], "grpo": [0.03, 0.1, 0.3], "ppo": [0.03, 0.1, 0.3], "dpo": [0.1, 0.25, 0.5]}
-LR = {"rloo": 6e-4, "grpo": 6e-4, "ppo": 5e-5, "dpo": 1e-4}
-UNFROZEN = {"rloo": 2, "grpo": 2, "ppo": None}   # PGConfig.num_layers_unfrozen (None: every parameter)
+LR = {"rloo": 6e-4, "grpo": 6e-4, "ppo": 3e-4, "dpo": 1e-4}
+UNFROZEN = {"rloo": 2, "grpo": 2, "ppo": 2}   # PGConfig.num_layers_unfrozen (None: every parameter)
 BON_N = [1, 2, 4, 8, 16]
 
 

@@ -18,7 +18,7 @@ from rlhf_lab import evaluation, models, policy_gradient as pg, reward_model as 
 
 SETTINGS = {  # the notebooks' defaults (05 for RLOO, 06 for PPO)
     "rloo": dict(lr=6e-4, num_layers_unfrozen=2),
-    "ppo": dict(lr=5e-5, ppo_epochs=2),
+    "ppo": dict(lr=3e-4, num_layers_unfrozen=2, ppo_epochs=2),
 }
 
 

@@ -219,7 +219,7 @@ class Preset:
     """
     name: str                        # "tiny", "gpt2", "smollm2" or "hub" (any other model)
     lr: float                        # REINFORCE, RLOO and GRPO (notebooks 05, 06, 08)
-    num_layers_unfrozen: int | None  # REINFORCE, RLOO and GRPO train only the top blocks (None: every parameter)
+    num_layers_unfrozen: int | None  # REINFORCE, RLOO, GRPO and PPO train only the top blocks (None: every parameter)
     ppo_lr: float                    # PPO (notebook 06): it takes ppo_epochs x minibatches steps per batch
     dpo_lr: float                    # DPO (notebook 07)
     rm_lr: float                     # reward model on the policy's backbone (notebooks 03, 09)
@@ -238,7 +238,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", lr=6e-4, num_layers_unfrozen=2, ppo_lr=5e-5, dpo_lr=1e-4, rm_lr=5e-4, prompts_per_step=16,
+    "tiny": Preset("tiny", lr=6e-4, num_layers_unfrozen=2, ppo_lr=3e-4, dpo_lr=1e-4, rm_lr=5e-4, prompts_per_step=16,
                    samples_per_prompt=4, max_new_tokens=56, micro_batch_size=None, dtype="float32"),
     "gpt2": Preset("gpt2", lr=1e-5, num_layers_unfrozen=None, ppo_lr=5e-6, dpo_lr=5e-6, rm_lr=1e-5, prompts_per_step=16,
                    samples_per_prompt=4, max_new_tokens=64, micro_batch_size=16, dtype="float32"),

@@ -317,7 +317,7 @@ ALGORITHMS = ("reinforce", "rloo", "grpo", "ppo")
 class PGConfig:
     """Settings of one policy-gradient RLHF run. The defaults train every parameter at 1.5e-4, a step the tiny
     policy takes without garbling its sentences; notebooks 05 and 06 take the tiny preset's (``models.preset``):
-    RLOO, REINFORCE and GRPO at ``lr=6e-4`` with ``num_layers_unfrozen=2``, PPO at ``lr=5e-5``."""
+    every method with ``num_layers_unfrozen=2``, RLOO, REINFORCE and GRPO at ``lr=6e-4``, PPO at ``lr=3e-4``."""
     algorithm: str = "rloo"          # "reinforce" (mean baseline), "rloo", "grpo" or "ppo"
     steps: int = 30                  # policy updates, each on a fresh batch of samples
     prompts_per_step: int = 16       # distinct prompts per batch
