@@ -132,9 +132,13 @@ def test_the_shipped_instruction_policy_follows_sometimes_and_stays_fluent(promp
         pytest.skip(f"no instruction policy at {ins.INSTRUCT_POLICY}: build it with python -m rlhf_lab.instructions")
     policy, tokenizer = models.load_policy(ins.INSTRUCT_POLICY)
     ps = [p for p in ins.instructed_prompts(prompts[1]) for _ in range(2)]
-    s = sample(policy, tokenizer, [p.text for p in ps], SampleConfig(), torch.Generator().manual_seed(5))
-    rates = ins.pass_rates(ps, s.texts)
-    fluency = world.fluency(s.texts, s.ended.tolist())
+    generator, texts, ended = torch.Generator().manual_seed(5), [], []
+    for _ in range(3):       # three draws (about 1,100 replies): one draw's share of well-formed sentences varied
+        s = sample(policy, tokenizer, [p.text for p in ps], SampleConfig(), generator)   # 94.7-96.6 %
+        texts += s.texts
+        ended += s.ended.tolist()
+    rates = ins.pass_rates(ps * 3, texts)
+    fluency = world.fluency(texts, ended)
     assert 0.2 <= rates["all"] <= 0.6, rates
     assert all(0.15 <= v <= 0.7 for v in rates.values()), rates
     assert fluency["well_formed"] >= 0.95 and fluency["ended"] >= 0.97, fluency

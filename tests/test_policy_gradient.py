@@ -315,7 +315,9 @@ def test_training_stops_with_a_clear_message_on_nan(setup):
 
 
 def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
-    """Notebook 05's beta = 0 run, shortened: proxy reward ends near its maximum while gold falls below its peak."""
+    """Notebook 05's beta = 0 run, shortened: the proxy reward rises while gold falls from its peak, and at the end
+    the proxy rates the change a point or more better than gold does. (Where the proxy ends is chaotic here: the KL
+    reaches hundreds of nats, and some draws see it dip and climb again.)"""
     from rlhf_lab import evaluation, models
     from rlhf_lab import reward_model as rm
 
@@ -331,8 +333,8 @@ def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
     gold = _smoothed([r["gold_reward"] for r in log])
     gain = max(proxy) - proxy[0]
     assert gain > 0.5                                        # the reward model is fooled ...
-    assert proxy[-1] >= proxy[0] + 0.7 * gain                # ... and the proxy ends near its maximum
-    assert gold[-1] <= max(gold) - 1.0                       # while what people prefer has fallen from its peak
+    assert gold[-1] <= max(gold) - 1.0                       # ... while what people prefer has fallen from its peak
+    assert proxy[-1] - proxy[0] > gold[-1] - gold[0] + 1.0   # at the end the proxy overrates the change
 
 
 # ------------------------------------------------------------------- the steps notebooks 05 and 06 write inline
