@@ -44,17 +44,26 @@ def run(seed: int, setup: reward_data.DefaultRewardSetup, n_linear_pairs: int) -
     return rows
 
 
-def defect_table(rows: list[dict], n: int = 100) -> None:
-    """Per defect: the share of held-out minimal pairs each reward model ranks right."""
+def defect_shares(scorer, n: int = 100) -> dict[str, float]:
+    """Per defect of ``world.DEFECTS``: the share of ``n`` held-out minimal pairs ``scorer`` ranks right (the same
+    pairs for every scorer). ``scorer(prompts, responses) -> (B,)``, e.g. ``rm.CachedScorer`` or ``LinearRewardModel.score``."""
     _, test_prompts = world.split_prompts(world.load_prompts())
-    print(f"\nminimal pairs on held-out prompts ({n} per defect): share ranked right")
-    print(f"{'defect':32}" + "".join(f"{r['model'] + ' ' + str(r['seed']):>16}" for r in rows))
+    shares = {}
     for defect in world.DEFECTS:
         recs = reward_data.simulate_minimal_pairs(test_prompts, {defect: n}, temperature=0.0, seed=123)
         prompts, good, bad = [r.prompt for r in recs], [r.chosen for r in recs], [r.rejected for r in recs]
-        cells = [float((torch.as_tensor(r["scorer"](prompts, good)) > torch.as_tensor(r["scorer"](prompts, bad)))
-                       .float().mean()) for r in rows]
-        print(f"{defect:32}" + "".join(f"{c:16.0%}" for c in cells))
+        shares[defect] = float((torch.as_tensor(scorer(prompts, good)) > torch.as_tensor(scorer(prompts, bad)))
+                               .float().mean())
+    return shares
+
+
+def defect_table(rows: list[dict], n: int = 100) -> None:
+    """Per defect: the share of held-out minimal pairs each reward model ranks right."""
+    print(f"\nminimal pairs on held-out prompts ({n} per defect): share ranked right")
+    print(f"{'defect':32}" + "".join(f"{r['model'] + ' ' + str(r['seed']):>16}" for r in rows))
+    columns = [defect_shares(r["scorer"], n) for r in rows]
+    for defect in world.DEFECTS:
+        print(f"{defect:32}" + "".join(f"{c[defect]:16.0%}" for c in columns))
 
 
 def main(argv: list[str] | None = None) -> None:

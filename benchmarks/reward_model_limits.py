@@ -31,6 +31,7 @@ import torch
 from rlhf_lab import reward_data as rd
 from rlhf_lab import reward_model as rm
 from rlhf_lab import world
+from reward_model import defect_shares   # benchmarks/reward_model.py, beside this script
 
 #: the defects the shipped model ranks worst (benchmarks/reward_model.py's per-defect table)
 WEAK = ("garbled", "cut off", "sign-off in the middle", "another question's answer", "said twice")
@@ -63,12 +64,7 @@ def report(name: str, model, tokenizer, held_out, train_prompts, test_prompts) -
     out = rm.evaluate(model, held_out, 1.0, tokenizer)
     out["gold_train_prompts"] = gold_accuracy(model, tokenizer, train_prompts)
     out["gold_test_prompts"] = gold_accuracy(model, tokenizer, test_prompts)
-    scorer = rm.CachedScorer(model, tokenizer)
-    out["defects"] = {}
-    for defect in world.DEFECTS:
-        recs = rd.simulate_minimal_pairs(test_prompts, {defect: 100}, temperature=0.0, seed=123)
-        ps, good, bad = [r.prompt for r in recs], [r.chosen for r in recs], [r.rejected for r in recs]
-        out["defects"][defect] = float((torch.as_tensor(scorer(ps, good)) > torch.as_tensor(scorer(ps, bad))).float().mean())
+    out["defects"] = defect_shares(rm.CachedScorer(model, tokenizer))    # benchmarks/reward_model.py's table
     out["parts"] = part_misses(model, tokenizer, test_prompts)
     print(f"\n{name}: held-out accuracy {out['accuracy']:.3f} (ceiling {out['ceiling']:.3f}, gap "
           f"{100 * out['gap']:.1f} points), gold accuracy {out['gold_accuracy']:.3f}; fresh pairs, gold accuracy: "

@@ -447,8 +447,8 @@ def categorical(probs: torch.Tensor, generator: torch.Generator | None = None) -
 
     Inverse-CDF sampling: one uniform u per row, scaled by the row's total, and the first index whose cumulative
     probability exceeds it. The same distribution as ``torch.multinomial(probs, 1)``, with one random number per
-    row instead of V (multinomial drew V exponentials per row: on the CPU, 64 x 1024 took 1.6 ms against 0.05 ms
-    here, a sixth of the tiny policy's sampling time). The cumulative sums are in float64, so that a token of
+    row instead of V (multinomial drew V exponentials per row: on the CPU, 64 x 1024 took 1.5 ms against 0.1 ms
+    here, and a batch of notebook 05's samples 5-20 % longer; ``benchmarks/sampling.py``). The cumulative sums are in float64, so that a token of
     probability 0 is never drawn and the last token keeps its share. ``generator`` may live on another device than
     ``probs`` (a CPU generator with a model on a GPU): the B uniforms are drawn on it and moved. Returns (B,) long.
     """
