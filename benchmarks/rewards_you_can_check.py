@@ -8,7 +8,8 @@ a fresh artifacts folder), reads the figures each run saves to ``ARTIFACTS/rewar
 and prints per seed and as mean ± standard deviation over the seeds, for the reference and the three GRPO runs at
 beta = 0 (strict checker, reward model, sloppy checker): the strict pass rate per instruction on held-out prompts,
 the sloppy checker's pass rate, gold, reward-model score, KL and the share of well-formed sentences; then pass@1
-and pass@8 of the reference and the strict run. Run it on an otherwise idle machine.
+and pass@8 of the reference and the strict run; and how much the reward model run gained over the reference on
+held-out prompts by its reward model's score and by gold. Run it on an otherwise idle machine.
 """
 from __future__ import annotations
 
@@ -36,8 +37,10 @@ def main() -> int:
         for k in (1, len(runs[0]["pass_at_k"][policy])):
             values = [100 * r["pass_at_k"][policy][k - 1] for r in runs]
             print(f"{policy + f' pass@{k}':>24} " + " ".join(f"{v:8.0f}" for v in values) + f"   {mean_sd(values, '.0f')} %")
-    values = [r["rm_gold_end"] - r["rm_gold_peak"] for r in runs]
-    print(f"\n{'RM run: gold end - peak':>24} " + " ".join(f"{v:+8.2f}" for v in values) + f"   {mean_sd(values, '+.2f')}")
+    print("\nthe reward model run against the reference, held out (the reward model over-rates its policy's change)")
+    for label, key in [("reward model's gain", "reward_model"), ("gold's gain", "gold")]:
+        values = [r["rm_run_gain"][key] for r in runs]
+        print(f"{label:>24} " + " ".join(f"{v:+8.2f}" for v in values) + f"   {mean_sd(values, '+.2f')}")
     print(f"{'notebook seconds':>24} " + " ".join(f"{r['seconds']:8.0f}" for r in runs))
     return 0
 

@@ -204,6 +204,41 @@ def test_prefix_sharing_gives_the_same_logprobs_and_gradients(policy):
                           *(t[:6] for t in args[2:]), group=3)
 
 
+@pytest.mark.parametrize("group", [1, 3])
+def test_length_buckets_give_the_same_logprobs_and_gradients_with_less_padding(policy, group):
+    """response_logprobs runs a big batch in passes of whole prompt groups sorted by length, each cut to its own
+    longest prompt and response: the rows come back in their order, with the one-pass numbers and gradients, and
+    the passes see fewer token columns in all than one pass over the padded batch."""
+    model, tok = policy
+    prompts = [p for p in PROMPTS for _ in range(3)]
+    out = sample(model, tok, prompts, SampleConfig(max_new_tokens=12), generator=_gen(5))
+    lengths = out.response_mask.sum(1)
+    assert lengths.min() < lengths.max() < out.response_mask.shape[1] + 1   # replies of different lengths
+    args = (out.prompt_ids, out.prompt_mask, out.response_ids, out.response_mask)
+    seen = []
+    hook = model.transformer.wte.register_forward_hook(lambda m, inputs, output: seen.append(inputs[0].numel()))
+    results = {}
+    try:
+        for rows in (None, 3, 6):
+            model.zero_grad()
+            seen.clear()
+            logprobs = response_logprobs(model, *args, group=group, bucket_rows=rows)
+            logprobs.sum().backward()
+            grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+            results[rows] = (logprobs.detach(), grads, sum(seen))
+    finally:
+        hook.remove()
+    plain, plain_grads, plain_tokens = results[None]
+    assert torch.allclose(plain, out.logprobs, atol=1e-5)
+    for rows in (3, 6):
+        logprobs, grads, tokens = results[rows]
+        assert logprobs.shape == plain.shape
+        assert torch.allclose(logprobs, plain, atol=1e-5)
+        assert torch.equal(logprobs == 0, plain == 0)                       # padding stays 0, in place
+        assert torch.allclose(grads, plain_grads, rtol=1e-4, atol=1e-6)
+        assert tokens < plain_tokens
+
+
 def test_shared_prefill_draws_the_same_samples(policy, monkeypatch):
     """sample() prefills runs of identical prompts once; the draw is the one without sharing."""
     import rlhf_lab.generation as generation
