@@ -315,18 +315,19 @@ def test_training_stops_with_a_clear_message_on_nan(setup):
 
 
 def test_without_kl_the_policy_hacks_the_learned_reward_model(setup):
-    """Notebook 05's beta = 0 run (its batch, learning rate and steps, every parameter trained): the proxy reward
-    rises while gold falls from its peak, and at the end the proxy rates the change a point or more better than
-    gold does. (A shorter run at a larger rate, half the batch at 1e-3, first breaks the model, and whether the
-    proxy then climbs back above its start depended on float rounding: seed 0 gained 0.6 or 0.2.)"""
+    """Notebook 05's beta = 0 run at half its batch (its learning rate and steps, every parameter trained): the
+    proxy reward rises while gold falls from its peak, and at the end the proxy rates the change a point or more
+    better than gold does. Seeds 0, 1 and 2 gained 0.6-1.0 in proxy, lost 1.5-3.4 in gold from its peak and ended
+    2.1-3.8 points over gold. (At 1e-3 the half batch first breaks the model, and whether the proxy then climbed
+    back above its start depended on float rounding: seed 0 gained 0.6 or 0.2.)"""
     from rlhf_lab import evaluation, models
     from rlhf_lab import reward_model as rm
 
     policy, tokenizer, train_texts, _ = setup
     reward_net, reward_tokenizer = rm.default_reward_model(progress=False)
     model = _fresh(policy)
-    config = pg.PGConfig(algorithm="rloo", steps=30, prompts_per_step=16, samples_per_prompt=4, lr=5e-4,
-                         beta=0.0, seed=0)   # ~27 s
+    config = pg.PGConfig(algorithm="rloo", steps=30, prompts_per_step=8, samples_per_prompt=4, lr=5e-4,
+                         beta=0.0, seed=0)   # ~14 s
     log = pg.train(model, models.frozen_copy(policy), tokenizer,
                    lambda p, r: rm.score(reward_net, reward_tokenizer, p, r), train_texts, config,
                    gold_fn=evaluation.gold_reward_fn, progress=False)
