@@ -3,6 +3,7 @@
     python benchmarks/sampling.py                  # 16 prompts x 4 samples, up to 56 new tokens, 10 batches
     python benchmarks/sampling.py --batches 20 --threads 1
     python benchmarks/sampling.py --bucket-rows 32          # response_logprobs in passes of 32 rows instead of 16
+    python benchmarks/sampling.py --max-new-tokens 32       # benchmarks/trl_rloo.py's cap: less padding
 
 Two measurements on the shipped tiny policy (``models.DEFAULT_POLICY``):
   1. one draw from (B, V) = (64, 1024) next-token probabilities, the size of notebook 05's batch and the tiny
@@ -47,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, default=56, help="response length cap (benchmarks/trl_rloo.py: 32)")
     parser.add_argument("--bucket-rows", type=int, default=generation.LENGTH_BUCKET_ROWS,
                         help="rows per pass of response_logprobs to compare with one pass (default: the package's)")
     args = parser.parse_args()
@@ -65,8 +67,8 @@ def main() -> None:
     train, _ = world.split_prompts(world.load_prompts())
     rng = random.Random(0)
     batches = [[p.text for p in rng.sample(train, 16) for _ in range(4)] for _ in range(args.batches + 1)]
-    config = generation.SampleConfig(max_new_tokens=56)
-    print(f"\ngeneration.sample, 16 prompts x 4 samples, up to 56 new tokens, {args.batches} batches: s per batch")
+    config = generation.SampleConfig(max_new_tokens=args.max_new_tokens)
+    print(f"\ngeneration.sample, 16 prompts x 4 samples, up to {args.max_new_tokens} new tokens, {args.batches} batches: s per batch")
     for name, sampler in [("torch.multinomial", multinomial), ("generation.categorical", generation.categorical)]:
         with mock.patch.object(generation, "categorical", sampler):
             g = torch.Generator().manual_seed(0)

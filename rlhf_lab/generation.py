@@ -138,8 +138,12 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 
 #: Rows per forward pass in :func:`response_logprobs` (whole prompt groups, sorted by length); None: one pass.
-#: On 2 CPU cores an RL step's reference pass and its update (64 replies, 1,700 tokens in 3,600 padded columns) each
-#: take 16 % less time than in one pass, and 8 or 32 rows save less (``python benchmarks/sampling.py``).
+#: On 2 CPU cores (``python benchmarks/sampling.py``, one run each, +-10 % from run to run), an RL step of 64 replies
+#: capped at 56 tokens (1,700 tokens in 3,600 padded columns): reference pass 7-16 % and update 12-27 % faster than
+#: one pass. Where little is padding it can cost: capped at 32 tokens (77 % of the columns real) the reference pass
+#: took 31 % longer, the update 2 % (``--max-new-tokens 32``). Passes of 32 rows (``--bucket-rows 32``) made those
+#: -14 %, -20 %, -22 % and +5 %, but in headless course runs (seeds 0 and 1) the DPO cells of notebooks 07 and 10
+#: took 6-36 % longer with them (a cell of 09 that does not call this took 18 % longer too: the machine varies).
 LENGTH_BUCKET_ROWS = 16
 
 
