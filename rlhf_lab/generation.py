@@ -169,7 +169,8 @@ def response_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_m
     """
     check_length(model, prompt_ids.shape[1] + response_ids.shape[1])
     B, T = response_ids.shape
-    if B % group:
+    if group > 1 and (B % group or not torch.equal(prompt_ids.view(B // group, group, -1),
+                                                   prompt_ids[::group].unsqueeze(1).expand(-1, group, -1))):
         raise ValueError(f"group={group}: the {B} rows must come in runs of {group} identical prompts "
                          "(as [p0, p0, ..., p1, p1, ...]); pass group=1 otherwise")
     if bucket_rows is None or B <= bucket_rows:
@@ -193,8 +194,7 @@ def _trimmed_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_m
     """One forward pass, without the prompt columns that are padding in every row (on the left) and the
     response columns that are padding in every row (on the right). Returns (B, width), 0 on padding."""
     P = prompt_ids.shape[1]
-    first = int(prompt_mask.any(0).long().argmax()) if prompt_mask.any() else P - 1
-    first = min(first, P - 1)                                         # keep at least one prompt column
+    first = int(prompt_mask.any(0).long().argmax()) if prompt_mask.any() else P - 1   # keep at least one column
     length = max(1, int(_extent(response_mask).max()))
     logprobs = _one_pass_logprobs(model, prompt_ids[:, first:], prompt_mask[:, first:], response_ids[:, :length],
                                   response_mask[:, :length], group)
@@ -224,13 +224,9 @@ def _one_pass_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_
 
 def _shared_prefix_logprobs(model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                             response_ids: torch.Tensor, response_mask: torch.Tensor, group: int) -> torch.Tensor:
-    """:func:`response_logprobs` with each run of ``group`` identical prompts computed once (see there)."""
-    B, P = prompt_ids.shape
-    T = response_ids.shape[1]
-    if B % group or not torch.equal(prompt_ids.view(B // group, group, P),
-                                    prompt_ids[::group].unsqueeze(1).expand(-1, group, -1)):
-        raise ValueError(f"group={group}: the {B} rows must come in runs of {group} identical prompts "
-                         "(as [p0, p0, ..., p1, p1, ...]); pass group=1 otherwise")
+    """:func:`response_logprobs` with each run of ``group`` identical prompts computed once (see there; it checks
+    that the rows come in such runs)."""
+    P, T = prompt_ids.shape[1], response_ids.shape[1]
     last, cache = _prefill(model, prompt_ids, prompt_mask, group)
     first = last.unsqueeze(1)                                     # (B, 1, V): predicts response token 0
     if T == 1:
