@@ -2,6 +2,7 @@
 
     python -m rlhf_lab.pretrain                      # rebuild data/tiny-policy (about 4.5 min on 2 CPU cores)
     python -m rlhf_lab.pretrain --out /tmp/p --steps 100 --seed 1
+    python -m rlhf_lab.pretrain --out build/backbone-6x256 --n-layer 6 --n-embd 256   # a larger model (12 min)
 
 The corpus is ``world.response_corpus`` over the TRAIN prompts: template responses of mixed
 quality (helpful and vague, polite and rude, on and off topic). A language model imitates the
@@ -27,6 +28,7 @@ import math
 import os
 import random
 import time
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -219,9 +221,17 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--per-prompt", type=int, default=PretrainConfig.per_prompt, help="responses per prompt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
+    shape = TinyGPTConfig()
+    parser.add_argument("--n-layer", type=int, default=shape.n_layer, help="transformer blocks (default: %(default)s)")
+    parser.add_argument("--n-embd", type=int, default=shape.n_embd, help="residual width (default: %(default)s)")
+    parser.add_argument("--n-head", type=int, default=shape.n_head, help="attention heads (default: %(default)s)")
     args = parser.parse_args(argv)
+    if min(args.n_layer, args.n_embd, args.n_head) < 1 or args.n_embd % args.n_head:
+        parser.error(f"need --n-layer, --n-embd and --n-head >= 1 and --n-embd a multiple of --n-head; got "
+                     f"--n-layer {args.n_layer} --n-embd {args.n_embd} --n-head {args.n_head}")
     torch.set_num_threads(args.threads)
-    config = PretrainConfig(steps=args.steps, per_prompt=args.per_prompt, seed=args.seed)
+    model_shape = dataclasses.replace(shape, n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head)
+    config = PretrainConfig(model=model_shape, steps=args.steps, per_prompt=args.per_prompt, seed=args.seed)
 
     start = time.perf_counter()
     matmul_before = matmul_flops_per_s()

@@ -196,6 +196,38 @@ def test_a_few_steps_lower_the_loss(pairs):
     assert log["tokens_per_s"] > 0 and log["params"] == num_parameters(model)
 
 
+def test_pretrain_command_takes_the_model_shape(monkeypatch, tmp_path):
+    """``python -m rlhf_lab.pretrain --n-layer 6 --n-embd 256`` pretrains that shape (a larger backbone, e.g. for a
+    reward model); a width that the heads do not divide is refused before any work."""
+    from rlhf_lab import pretrain as pretrain_module
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def record(pairs, config, progress=True):
+        seen["config"] = config
+        raise Stop   # the shape is all this test needs: no training
+
+    monkeypatch.setattr(pretrain_module, "pretrain", record)
+    monkeypatch.setattr(pretrain_module, "build_corpus", lambda *a, **k: [])
+    monkeypatch.setattr(pretrain_module, "matmul_flops_per_s", lambda *a, **k: 1.0)
+    threads = ["--threads", str(torch.get_num_threads())]
+    with pytest.raises(Stop):
+        pretrain_module.main(["--out", str(tmp_path), "--n-layer", "6", "--n-embd", "256", *threads])
+    shape = seen["config"].model
+    assert (shape.n_layer, shape.n_embd, shape.n_head) == (6, 256, TinyGPTConfig.n_head)
+    assert shape.vocab_size == TinyGPTConfig.vocab_size and shape.n_positions == TinyGPTConfig.n_positions
+    with pytest.raises(Stop):   # no flags: the shipped tiny policy's shape
+        pretrain_module.main(["--out", str(tmp_path), *threads])
+    assert seen["config"].model == TinyGPTConfig()
+    seen.clear()
+    with pytest.raises(SystemExit):
+        pretrain_module.main(["--out", str(tmp_path), "--n-embd", "100", "--n-head", "3", *threads])
+    assert not seen, "a bad shape must be refused before the corpus is built"
+
+
 def test_presets_follow_the_policy_name(tmp_path):
     from rlhf_lab import models
 
