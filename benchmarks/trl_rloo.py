@@ -1,11 +1,16 @@
 """Our RLOO step against TRL's ``RLOOTrainer`` on the same setting (issue #5). Prints a table.
 
-    python benchmarks/trl_rloo.py                          # 30 steps each (3 warm-up), 16 prompts x 4 samples: 2-3 min
-    python benchmarks/trl_rloo.py --steps 6 --threads 1    # a quicker look on one core
+    python benchmarks/trl_rloo.py                          # 3 rounds of 30 steps each side (3 warm-up): 4-6 min
+    python benchmarks/trl_rloo.py --rounds 1 --steps 6 --threads 1    # a quicker look on one core
     python benchmarks/trl_rloo.py --prompts 8 --k 8
 
-The same RLOO setting runs twice, one after the other, each from a fresh copy of the tiny policy
-(``models.DEFAULT_POLICY``) with its frozen reference:
+The same RLOO setting runs on both sides, in ``--rounds`` rounds of ours then TRL's (ours, TRL, ours, TRL, ...), each
+run from a fresh copy of the tiny policy (``models.DEFAULT_POLICY``) with its frozen reference. Interleaving is there
+because this machine's speed drifts by 10-20 % over minutes: with one run each, a drift between the two halves moved
+the ratio from 1.46x to 1.22x across three invocations of the same code. Each round gives its own ratio (the two
+runs a few minutes apart), and the table gives their median. Measured on this course's 2-core CPU (2026-12-08, 3
+rounds): ours / TRL 1.61x, 1.60x and 1.64x in samples/s (1.65x, 1.63x, 1.67x in tokens/s), median 1.61x; ours
+0.70 s a step (sampling 30 %, reference 14 %, reward model 14 %, update 41 %). The sides:
   (a) ours: ``rlhf_lab.policy_gradient.train`` with ``algorithm="rloo"``;
   (b) TRL's ``RLOOTrainer`` (offline, on the CPU, no logging, no saving).
 Both maximise the same reward function, the course's default reward model (``reward_model.default_reward_model``,
@@ -19,7 +24,8 @@ Measured: steady-state samples/s (responses generated, scored and trained on per
 (tokens of those responses, EOS included), from the reward call of step ``--warmup`` to the last one (both sides
 call the reward once per step, at the same point, so the clock is the same on both), and ours / TRL; also the
 process CPU seconds per step, which a busy machine disturbs less than wall-clock time.
-Acceptance (issue #5): ours >= 1.5 x TRL in samples/s. Run it on an otherwise idle machine.
+Acceptance (issue #13): ours >= 2.0 x TRL in samples/s and in tokens/s (issue #5 asked 1.5). Run it on an otherwise
+idle machine.
 
 Differences the settings cannot remove (they are part of what is compared):
   - generation: TRL samples with transformers' ``model.generate`` (logits processors, stopping criteria, a new
@@ -49,6 +55,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import argparse
 import platform
+import statistics
 import tempfile
 import time
 import warnings
@@ -59,7 +66,7 @@ from tqdm.auto import tqdm
 
 from rlhf_lab import models, policy_gradient as pg, reward_model as rm, set_seed, world
 
-ACCEPT_RATIO = 1.5  # issue #5: our RLOO step >= 1.5 x TRL's RLOOTrainer in samples/s
+ACCEPT_RATIO = 2.0  # issue #13: our RLOO step >= 2.0 x TRL's RLOOTrainer in samples/s and tokens/s (issue #5: 1.5)
 
 
 @dataclass
@@ -258,12 +265,23 @@ def print_profile(profile: dict[str, float]) -> None:
     print(f"{'total':<44}{total:7.3f}   (TRL's trainer does the same phases inside one call: not separated here)")
 
 
-def print_results(rows: dict[str, dict]) -> None:
+def print_results(rows: dict[str, dict], ratios: dict[str, dict[str, float]] | None = None) -> None:
+    """One row per run; ``ratios[name]``: ours / TRL of the round that run ``name`` closes, printed beside it."""
     header = f"{'':<12}{'s/step':>8}{'CPU s/step':>12}{'samples/s':>11}{'tokens/s':>10}{'tokens/resp':>13}"
-    print("\n" + header + "\n" + "-" * len(header))
+    print("\n" + header + ("   ours / TRL (samples/s, tokens/s)" if ratios else "") + "\n" + "-" * len(header))
     for name, r in rows.items():
+        ratio = (ratios or {}).get(name)
         print(f"{name:<12}{r['s_per_step']:8.2f}{r['cpu_s_per_step']:12.2f}{r['samples_per_s']:11.1f}"
-              f"{r['tokens_per_s']:10.0f}{r['length']:13.1f}")
+              f"{r['tokens_per_s']:10.0f}{r['length']:13.1f}"
+              + (f"   {ratio['samples_per_s']:.2f}x, {ratio['tokens_per_s']:.2f}x" if ratio else ""))
+
+
+def median_row(runs: list[dict]) -> dict:
+    """The median of each figure over runs of one side (the profile's phases too)."""
+    out = {key: statistics.median(r[key] for r in runs) for key in runs[0] if key != "profile"}
+    if "profile" in runs[0]:
+        out["profile"] = {phase: statistics.median(r["profile"][phase] for r in runs) for phase in runs[0]["profile"]}
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -274,10 +292,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--prompts", type=int, default=defaults.prompts, help="prompts per step (%(default)s)")
     parser.add_argument("--k", type=int, default=defaults.k, help="samples per prompt, >= 2 (%(default)s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores, %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of ours then TRL, interleaved (%(default)s)")
     args = parser.parse_args(argv)
-    if args.k < 2 or args.prompts < 1 or args.steps < args.warmup + 2 or args.warmup < 0:
-        parser.error(f"need --k >= 2, --prompts >= 1 and --steps >= --warmup + 2, --warmup >= 0; got --k {args.k} --prompts "
-                     f"{args.prompts} --steps {args.steps} --warmup {args.warmup}")
+    if args.k < 2 or args.prompts < 1 or args.steps < args.warmup + 2 or args.warmup < 0 or args.rounds < 1:
+        parser.error(f"need --k >= 2, --prompts >= 1, --steps >= --warmup + 2, --warmup >= 0 and --rounds >= 1; got --k "
+                     f"{args.k} --prompts {args.prompts} --steps {args.steps} --warmup {args.warmup} --rounds {args.rounds}")
     torch.set_num_threads(args.threads)
     s = Setting(steps=args.steps, warmup=args.warmup, prompts=args.prompts, k=args.k)
 
@@ -302,24 +321,36 @@ def main(argv: list[str] | None = None) -> dict:
         print_settings(ours_settings(s), trl_settings(targs) if targs else None)
         print()
 
-        results = {"ours": run_ours(s, prompts, reward_fn)}
-        if targs is None:
-            print_results(results)
-            print_profile(results["ours"]["profile"])
-            print(f"\n{missing}")
-            return results
-        from transformers.utils import logging as hf_logging
-        hf_logging.set_verbosity_error()   # TRL's and Trainer's advice on a CPU run would bury the table
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            results["TRL"] = run_trl(s, targs, prompts, reward_fn)
-
-    ratio = {key: results["ours"][key] / results["TRL"][key] for key in ("samples_per_s", "tokens_per_s")}
-    print_results(results)
-    print(f"{'ours / TRL':<12}{'':>20}{ratio['samples_per_s']:10.2f}x{ratio['tokens_per_s']:9.2f}x")
+        rounds: list[dict[str, dict]] = []
+        for i in range(args.rounds):
+            print(f"round {i + 1} of {args.rounds}")
+            rounds.append({"ours": run_ours(s, prompts, reward_fn)})
+            if targs is None:
+                continue
+            from transformers.utils import logging as hf_logging
+            hf_logging.set_verbosity_error()   # TRL's and Trainer's advice on a CPU run would bury the table
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rounds[-1]["TRL"] = run_trl(s, targs, prompts, reward_fn)
+    results = {"rounds": rounds, "ours": median_row([r["ours"] for r in rounds])}
+    if targs is None:
+        print_results({f"ours {i + 1}": r["ours"] for i, r in enumerate(rounds)} | {"ours median": results["ours"]})
+        print_profile(results["ours"]["profile"])
+        print(f"\n{missing}")
+        return results
+    results["TRL"] = median_row([r["TRL"] for r in rounds])
+    for r in rounds:
+        r["ratio"] = {key: r["ours"][key] / r["TRL"][key] for key in ("samples_per_s", "tokens_per_s")}
+    ratio = {key: statistics.median(r["ratio"][key] for r in rounds) for key in ("samples_per_s", "tokens_per_s")}
+    rows = {}
+    for i, r in enumerate(rounds):
+        rows[f"ours {i + 1}"], rows[f"TRL {i + 1}"] = r["ours"], r["TRL"]
+    print_results(rows, {f"TRL {i + 1}": r["ratio"] for i, r in enumerate(rounds)})
+    print(f"{'median':<12}{'':>20}{ratio['samples_per_s']:10.2f}x{ratio['tokens_per_s']:9.2f}x   (ours / TRL, per round)")
     print_profile(results["ours"]["profile"])
-    verdict = "PASS" if ratio["samples_per_s"] >= ACCEPT_RATIO else "FAIL"
-    print(f"\nacceptance: ours >= {ACCEPT_RATIO} x TRL in samples/s: {ratio['samples_per_s']:.2f}x, {verdict}")
+    passed = min(ratio.values()) >= ACCEPT_RATIO
+    print(f"\nacceptance: ours >= {ACCEPT_RATIO} x TRL in samples/s and tokens/s (median of the rounds): "
+          f"{ratio['samples_per_s']:.2f}x and {ratio['tokens_per_s']:.2f}x, {'PASS' if passed else 'FAIL'}")
     print("not equal by construction (see the module docstring): TRL generates with model.generate and recomputes\n"
           "the old log-probs in an extra forward pass; ours samples with its own KV-cache loop. Prompt order differs.")
     results["ratio"] = ratio
