@@ -321,14 +321,15 @@ def main(argv: list[str] | None = None) -> dict:
         print_settings(ours_settings(s), trl_settings(targs) if targs else None)
         print()
 
+        if targs is not None:
+            from transformers.utils import logging as hf_logging
+            hf_logging.set_verbosity_error()   # TRL's and Trainer's advice on a CPU run would bury the table
         rounds: list[dict[str, dict]] = []
         for i in range(args.rounds):
             print(f"round {i + 1} of {args.rounds}")
             rounds.append({"ours": run_ours(s, prompts, reward_fn)})
             if targs is None:
                 continue
-            from transformers.utils import logging as hf_logging
-            hf_logging.set_verbosity_error()   # TRL's and Trainer's advice on a CPU run would bury the table
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 rounds[-1]["TRL"] = run_trl(s, targs, prompts, reward_fn)

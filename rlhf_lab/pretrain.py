@@ -28,8 +28,7 @@ import math
 import os
 import random
 import time
-import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -230,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         parser.error(f"need --n-layer, --n-embd and --n-head >= 1 and --n-embd a multiple of --n-head; got "
                      f"--n-layer {args.n_layer} --n-embd {args.n_embd} --n-head {args.n_head}")
     torch.set_num_threads(args.threads)
-    model_shape = dataclasses.replace(shape, n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head)
+    model_shape = replace(shape, n_layer=args.n_layer, n_embd=args.n_embd, n_head=args.n_head)
     config = PretrainConfig(model=model_shape, steps=args.steps, per_prompt=args.per_prompt, seed=args.seed)
 
     start = time.perf_counter()
